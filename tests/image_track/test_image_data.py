@@ -1,10 +1,7 @@
 """Image readers on files the tests write (IDX gzip, CIFAR-10 pickle archive), digits, splits, real Fashion-MNIST."""
 from __future__ import annotations
 
-import gzip
-import io
 import pickle
-import struct
 import tarfile
 
 import numpy as np
@@ -15,13 +12,7 @@ from image_track.data import (FASHION_MNIST_DIR, DataNotFoundError, load_cifar10
                               load_fashion_mnist, load_images, make_split, read_idx)
 
 
-def write_idx(path, array: np.ndarray, code: int = 0x08, compress: bool = True) -> None:
-    be = array.astype(array.dtype.newbyteorder(">"))
-    raw = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape) + be.tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-
-
-def test_read_idx_roundtrip_and_errors(tmp_path):
+def test_read_idx_roundtrip_and_errors(tmp_path, write_idx):
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "a.gz", a)
     np.testing.assert_array_equal(read_idx(tmp_path / "a.gz"), a)
@@ -36,7 +27,7 @@ def test_read_idx_roundtrip_and_errors(tmp_path):
         read_idx(tmp_path / "d")
 
 
-def test_fashion_reader_on_written_files(tmp_path):
+def test_fashion_reader_on_written_files(tmp_path, write_idx):
     imgs = np.zeros((3, 28, 28), dtype=np.uint8)
     imgs[1] = 255
     imgs[2, 5, 7] = 51  # -> 51 * 2 / 255 - 1 = -0.6
