@@ -48,14 +48,30 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class SelfAttention(nn.Module):
+    """Residual single-head self-attention over positions, ``x + W_o softmax(q k^T / sqrt(C)) v`` on GN(x):
+    the one global operation, letting the net recall whole training signals, not only local patches."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(self.norm(x)).transpose(1, 2).chunk(3, dim=2)
+        return x + self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2))
+
+
 class UNet1d(nn.Module):
     """``F(x_in, c_noise)``: ``x_in`` of shape ``(B, L)`` (one channel) or ``(B, C, L)``; ``c_noise`` a
     float or ``(B,)`` tensor. Level ``i`` has ``channels * channel_mult[i]`` channels; the length halves
-    between levels. Returns a tensor shaped like ``x_in``.
+    between levels; ``attention`` adds self-attention at the coarsest level. Returns a tensor shaped like
+    ``x_in``.
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 32, channel_mult: tuple[int, ...] = (1, 2, 2),
-                 emb_dim: int = 64, groups: int = 8, dropout: float = 0.0):
+                 emb_dim: int = 64, groups: int = 8, dropout: float = 0.0, attention: bool = False):
         super().__init__()
         widths = [channels * m for m in channel_mult]
         if in_channels < 1 or not widths or min(widths) < 1:
@@ -72,6 +88,7 @@ class UNet1d(nn.Module):
         self.down = nn.ModuleList(block(a, b) for a, b in zip([widths[0]] + widths[:-1], widths))
         self.downsample = nn.ModuleList(nn.Conv1d(w, w, 3, stride=2, padding=1) for w in widths[:-1])
         self.middle = block(widths[-1], widths[-1])
+        self.attention = SelfAttention(widths[-1], groups) if attention else nn.Identity()
         ups = list(reversed(widths))
         self.upsample = nn.ModuleList(nn.Conv1d(w, w, 3, padding=1) for w in ups[:-1])
         self.up = nn.ModuleList(block(a + b, b) for a, b in zip([ups[0]] + ups[:-1], ups))
@@ -99,7 +116,7 @@ class UNet1d(nn.Module):
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
-        h = self.middle(h, emb)
+        h = self.attention(self.middle(h, emb))
         for i, blk in enumerate(self.up):
             skip = skips.pop()
             if i > 0:

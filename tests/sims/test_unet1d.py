@@ -16,10 +16,10 @@ def _randomised(net: UNet1d) -> UNet1d:
 
 
 @settings(max_examples=15, deadline=None)
-@given(length=st.integers(1, 150), channels=st.sampled_from([1, 3]), levels=st.integers(1, 3))
-def test_output_shape_matches_input_for_any_length(length, channels, levels):
+@given(length=st.integers(1, 150), channels=st.sampled_from([1, 3]), levels=st.integers(1, 3), attention=st.booleans())
+def test_output_shape_matches_input_for_any_length(length, channels, levels, attention):
     torch.manual_seed(0)
-    net = UNet1d(in_channels=channels, channels=8, channel_mult=(1, 2, 2)[:levels], groups=4)
+    net = UNet1d(in_channels=channels, channels=8, channel_mult=(1, 2, 2)[:levels], groups=4, attention=attention)
     x = torch.randn(2, channels, length)
     assert net(x, torch.tensor([0.1, -0.3])).shape == x.shape
     if channels == 1:
@@ -33,7 +33,7 @@ def test_output_starts_at_zero_so_preconditioned_denoiser_starts_at_c_skip_x():
 
 def test_items_are_independent_and_scalar_c_noise_broadcasts():
     torch.manual_seed(1)
-    net = _randomised(UNet1d(channels=8, groups=4)).eval()
+    net = _randomised(UNet1d(channels=8, groups=4, attention=True)).eval()
     x, c = torch.randn(5, 1, 35), torch.randn(5)
     batch = net(x, c)
     singles = torch.cat([net(x[i:i + 1], c[i:i + 1]) for i in range(5)])
@@ -111,3 +111,34 @@ def test_fourier_embedding_is_bounded_and_rejects_odd_dim():
     torch.testing.assert_close(e[:, :8] ** 2 + e[:, 8:] ** 2, torch.ones(7, 8))
     with pytest.raises(ValueError, match="dim"):
         FourierEmbedding(7)
+
+
+# --- the plain MLP alternative (sims.mlp1d) -------------------------------------------------------------
+from sims.mlp1d import MLP1d  # noqa: E402
+
+
+def test_mlp_shapes_zero_start_and_learning():
+    torch.manual_seed(5)
+    net = MLP1d((1, 40), width=64, depth=1)
+    x, c = torch.randn(64, 1, 40), torch.rand(64) * 2 - 1
+    assert net(x, c).shape == x.shape and torch.count_nonzero(net(x, c)) == 0
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    target = x * c[:, None, None]
+    first = None
+    for _ in range(200):
+        loss = (net(x, c) - target).pow(2).mean()
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * first
+
+
+@pytest.mark.parametrize("x, c, match", [
+    (torch.randn(2, 39), 0.0, "x_in"),
+    (torch.full((2, 40), float("nan")), 0.0, "x_in"),
+    (torch.randn(2, 40), torch.zeros(3), "c_noise"),
+])
+def test_mlp_rejects_bad_input(x, c, match):
+    with pytest.raises(ValueError, match=match):
+        MLP1d((40,), width=8, depth=1)(x, c)
