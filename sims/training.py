@@ -285,7 +285,7 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
     if bar is not None:
         bar.close()
     if world > 1:
-        dist.barrier()
+        _check_replicas(model)
     model.eval()
     return TrainResult(model=model, ema=ema, step=max(start, config.steps), last_loss=last_loss)
 
@@ -299,6 +299,18 @@ def _augment(x0: Tensor, y: Tensor | None, idx: Tensor, flips: Tensor | None) ->
         xb = torch.where(m, xb.flip(-1), xb)
         yb = torch.where(m, yb.flip(-1), yb) if yb is not None else None
     return xb, yb
+
+
+@torch.no_grad()
+def _check_replicas(model: nn.Module) -> None:
+    """Raise if any rank's weights differ from rank 0's (DDP must keep replicas bit-identical)."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    same = torch.tensor([int(torch.equal(flat, ref))], device=flat.device)
+    dist.all_reduce(same, op=dist.ReduceOp.MIN)
+    if not same.item():
+        raise RuntimeError("DDP replicas diverged: some rank's weights differ from rank 0's")
 
 
 def _clip(model: nn.Module, max_norm: float | None) -> float:
