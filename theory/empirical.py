@@ -1,0 +1,276 @@
+"""The empirical optimal denoiser: the posterior mean when the prior is the training set itself.
+
+For items ``x_1..x_n`` the noisy marginal is ``p_sigma(x) = (1/n) sum_i N(x; x_i, sigma^2 I)`` and
+
+    D(x, sigma) = sum_i w_i x_i,   w_i = softmax_i(l_i),   l_i = -||x - x_i||^2 / (2 sigma^2).
+
+Numerics (data and queries are first centred at the data mean, which leaves ``D`` unchanged). Per chunk
+of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and the logits
+``l_i = (g_i - ||x||^2 / 2) / sigma^2``. In float32 these carry an error of up to about
+``E = 4 u (sqrt(d) ||x|| max||x_i|| + (||x||^2 + max||x_i||^2) / 2) / sigma^2`` nats (``u`` the unit
+roundoff; measured worst cases stay under a quarter of it), thousands of nats at small ``sigma``. So:
+
+1. the ``exact_top`` largest matmul logits of every chunk are recomputed exactly, as float64 direct
+   differences ``sum_k (x_k - x_ik)^2``;
+2. if the ``k``-th matmul logit plus ``E`` lies more than ``40 + log n`` nats under the running maximum,
+   the other items of the chunk are skipped (their total weight is below ``e^-40`` relative);
+3. otherwise they enter with their matmul logits when ``E <= logit_tol``, and with float64-matmul logits
+   (error ~1e-16 of the above) when not.
+
+So the weights are exact up to ``logit_tol`` nats (default 1e-5) at every ``sigma``, and the fast float32
+path is used wherever that is possible. Chunks are merged with an online log-sum-exp
+(:class:`SoftmaxStats`): working memory is ``O(B (chunk_size + exact_top d))`` whatever ``n``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from theory.denoiser import Sigma, check_batch, check_finite, sigma_per_item
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Summary of the posterior weights ``w`` over training items at one query.
+
+    ``mean`` ``(B, *item_shape)``; ``max_weight``, ``argmax`` (item index), ``entropy`` ``H(w)`` in nats and
+    ``log_normalizer = log sum_i exp(l_i)`` are ``(B,)``.
+    """
+
+    mean: Tensor
+    max_weight: Tensor
+    argmax: Tensor
+    entropy: Tensor
+    log_normalizer: Tensor
+
+
+@dataclass(frozen=True)
+class SoftmaxStats:
+    """Associative online log-sum-exp statistics of logits ``l_j`` and values ``v_j`` over rows ``R``.
+
+    Relative to a reference ``m`` (R,): ``s = sum exp(l - m)``, ``t = sum exp(l - m)(l - m)``,
+    ``acc = sum exp(l - m) v`` (R, V), plus the largest logit ``best`` and its index ``arg``.
+    Merging two chunks rescales both to the larger reference, so chunks can be streamed in any order.
+    """
+
+    m: Tensor
+    s: Tensor
+    t: Tensor
+    acc: Tensor
+    best: Tensor
+    arg: Tensor
+
+    @classmethod
+    def from_logits(cls, rel: Tensor, shift: Tensor, weighted_sum: Callable[[Tensor], Tensor],
+                    index: Tensor) -> SoftmaxStats:
+        """Chunk statistics of logits ``shift[:, None] + rel`` (rel <= ~0); ``weighted_sum(W)`` returns ``W @ v``."""
+        w = torch.exp(rel)
+        top, pos = rel.max(dim=1)
+        return cls(m=shift, s=w.sum(1, dtype=torch.float64), t=(w * rel).sum(1, dtype=torch.float64),
+                   acc=weighted_sum(w).to(torch.float64), best=shift + top.to(torch.float64),
+                   arg=index.gather(1, pos[:, None]).squeeze(1))
+
+    def merge(self, other: SoftmaxStats | None) -> SoftmaxStats:
+        if other is None:
+            return self
+        m = torch.maximum(self.m, other.m)
+        a, b = torch.exp(self.m - m), torch.exp(other.m - m)
+        better = other.best > self.best
+        return SoftmaxStats(
+            m=m, s=a * self.s + b * other.s,
+            t=a * (self.t + (self.m - m) * self.s) + b * (other.t + (other.m - m) * other.s),
+            acc=a[:, None] * self.acc + b[:, None] * other.acc,
+            best=torch.where(better, other.best, self.best), arg=torch.where(better, other.arg, self.arg))
+
+    def mean(self) -> Tensor:
+        return self.acc / self.s[:, None]
+
+    def log_normalizer(self) -> Tensor:
+        return self.m + torch.log(self.s)
+
+    def entropy(self) -> Tensor:
+        """``H = log Z - E_w[l] = log s - t / s`` (clamped at 0 against rounding)."""
+        return (torch.log(self.s) - self.t / self.s).clamp_min(0.0)
+
+    def max_weight(self) -> Tensor:
+        return torch.exp(self.best - self.m) / self.s
+
+
+def check_data(data: Tensor, name: str = "data") -> Tensor:
+    """Validate a training set ``(n, *item_shape)``: floating, ``n >= 1``, at least one coordinate, finite."""
+    if not torch.is_tensor(data) or not data.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point torch tensor of shape (n, *item_shape)")
+    if data.ndim < 2 or data.shape[0] < 1 or data[0].numel() < 1:
+        raise ValueError(f"{name} must have shape (n, *item_shape) with n >= 1 and a non-empty item, got {tuple(data.shape)}")
+    return check_finite(data, name)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A centred query block: float64 copy for exact work, compute-dtype copy for matmuls."""
+
+    x64: Tensor      # (B, d) float64, centred
+    xc: Tensor       # (B, d) compute dtype, centred
+    half_sq: Tensor  # (B,) float64, ||x||^2 / 2
+    inv_s2: Tensor   # (B,) float64, 1 / sigma^2
+
+
+class EmpiricalDenoiser:
+    """``D(x, sigma) = sum_i softmax_i(-||x - x_i||^2 / (2 sigma^2)) x_i`` for any item shape.
+
+    ``chunk_size`` items per matmul; ``exact_top`` logits per chunk recomputed exactly; matmul logits
+    accepted within ``logit_tol`` nats (module docstring). Matmuls run in the query's dtype, exact logits
+    and accumulators in float64; outputs come back in the query's dtype.
+    """
+
+    query_block = 256
+    error_margin = 4.0
+
+    def __init__(self, data: Tensor, chunk_size: int = 4096, exact_top: int = 8, logit_tol: float = 1e-5) -> None:
+        check_data(data)
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size")
+        self.exact_top = check_positive_int(exact_top, "exact_top")
+        if not (isinstance(logit_tol, (int, float)) and math.isfinite(logit_tol) and logit_tol >= 0):
+            raise ValueError(f"logit_tol must be a finite float >= 0 (nats), got {logit_tol!r}")
+        self.logit_tol = float(logit_tol)
+        self.item_shape = tuple(data.shape[1:])
+        self.n = data.shape[0]
+        self.d = data[0].numel()
+        self.flat = data.reshape(self.n, self.d)  # the items as given (exact logits use these)
+        self.center = self.flat.to(torch.float64).mean(0)
+        self.centered = (self.flat.to(torch.float64) - self.center).to(data.dtype)  # for the matmuls
+        self.half_sq = 0.5 * self._exact(slice(None)).square().sum(1)
+        self.skip_nats = 40.0 + math.log(self.n)
+
+    @property
+    def data(self) -> Tensor:
+        """The training items ``(n, *item_shape)``."""
+        return self.flat.reshape(self.n, *self.item_shape)
+
+    def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
+        return self.posterior(x, sigma).mean
+
+    def posterior(self, x: Tensor, sigma: Sigma) -> Posterior:
+        """Streamed posterior summary at ``x`` (B, *item_shape), noise level ``sigma``."""
+        mean, *rest = self._stats(x, sigma)
+        return Posterior(mean.to(x.dtype).reshape(x.shape), *(v.to(x.dtype) if v.is_floating_point() else v for v in rest))
+
+    def weights(self, x: Tensor, sigma: Sigma) -> Tensor:
+        """Dense posterior weights ``(B, n)`` (same logits as :meth:`posterior`, none skipped; memory ``O(B n)``)."""
+        blocks = []
+        for q in self._queries(x, sigma):
+            logits = []
+            for lo in range(0, self.n, self.chunk_size):
+                hi = min(lo + self.chunk_size, self.n)
+                g, idx, _, exact = self._top(q, lo, hi)
+                fine = self._error(q, lo, hi) > self.logit_tol
+                rest = torch.empty(g.shape, dtype=torch.float64, device=g.device)
+                for rows, precise in ((torch.nonzero(~fine).squeeze(1), False), (torch.nonzero(fine).squeeze(1), True)):
+                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, precise).to(torch.float64))
+                logits.append(rest.scatter(1, idx, exact))
+            blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
+        return torch.cat(blocks).to(x.dtype)
+
+    def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
+        """``log p_sigma(x) = log Z - log n - (d/2) log(2 pi sigma^2)``, ``Z = sum_i exp(l_i)``; shape (B,)."""
+        log_z = self._stats(x, sigma)[4]
+        s2 = sigma_per_item(sigma, x).to(torch.float64).square()
+        return (log_z - math.log(self.n) - 0.5 * self.d * torch.log(2 * math.pi * s2)).to(x.dtype)
+
+    def score(self, x: Tensor, sigma: Sigma) -> Tensor:
+        """Tweedie: ``grad log p_sigma(x) = (D(x) - x) / sigma^2``."""
+        mean = self._stats(x, sigma)[0]
+        s2 = sigma_per_item(sigma, x).to(torch.float64).square()
+        return ((mean - x.reshape(mean.shape).to(torch.float64)) / s2[:, None]).to(x.dtype).reshape(x.shape)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _queries(self, x: Tensor, sigma: Sigma):
+        check_batch(x, self.item_shape)
+        s = sigma_per_item(sigma, x).to(torch.float64)
+        x64 = x.reshape(x.shape[0], self.d).to(torch.float64) - self.center.to(x.device)
+        for lo in range(0, x.shape[0], self.query_block):
+            q = x64[lo:lo + self.query_block]
+            yield _Query(q, q.to(x.dtype), 0.5 * q.square().sum(1), 1.0 / s[lo:lo + self.query_block].square())
+
+    def _exact(self, span: slice, idx: Tensor | None = None) -> Tensor:
+        """Centred items ``span`` (optionally gathered at ``idx``) in float64, from the items as given."""
+        items = self.flat[span] if idx is None else self.flat[span][idx]
+        return items.to(torch.float64) - self.center
+
+    def _top(self, q: _Query, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` of items ``lo:hi``, their top-k indices ``idx``, those
+        items ``rows`` (B, k, d) float64 and their exact logits ``exact`` (B, k) float64."""
+        items = self.centered[lo:hi]
+        g = q.xc @ items.to(q.xc.dtype).T - self.half_sq[lo:hi].to(q.xc.dtype)
+        idx = g.topk(min(self.exact_top, hi - lo), dim=1).indices
+        rows = self._exact(slice(lo, hi), idx)
+        exact = -0.5 * (q.x64[:, None, :] - rows).square().sum(-1) * q.inv_s2[:, None]
+        return g, idx, rows, exact
+
+    def _error(self, q: _Query, lo: int, hi: int) -> Tensor:
+        """Error radius ``E`` (B,) in nats of the compute-dtype matmul logits of items ``lo:hi``."""
+        u = torch.finfo(q.xc.dtype).eps / 2
+        y2 = 2 * self.half_sq[lo:hi].max()
+        scale = math.sqrt(self.d) * torch.sqrt(2 * q.half_sq * y2) + q.half_sq + y2 / 2
+        return self.error_margin * u * scale * q.inv_s2
+
+    def _logits(self, q: _Query, rows: Tensor, g: Tensor, lo: int, hi: int, precise: bool) -> Tensor:
+        """Logits (len(rows), hi - lo): from ``g`` in the compute dtype, or from a float64 matmul if ``precise``."""
+        if precise:
+            items = self._exact(slice(lo, hi))
+            g_rows, half_sq, inv_s2 = q.x64[rows] @ items.T - self.half_sq[lo:hi], q.half_sq[rows], q.inv_s2[rows]
+        else:
+            dt = g.dtype
+            g_rows, half_sq, inv_s2 = g[rows], q.half_sq[rows].to(dt), q.inv_s2[rows].to(dt)
+        return (g_rows - half_sq[:, None]) * inv_s2[:, None]
+
+    def _stats(self, x: Tensor, sigma: Sigma) -> list[Tensor]:
+        """``[mean, max_weight, argmax, entropy, log_normalizer]`` in float64, ``mean`` flat (B, d)."""
+        parts = [self._posterior_block(q) for q in self._queries(x, sigma)]
+        stats = [torch.cat(p) for p in zip(*parts)]
+        stats[0] = stats[0] + self.center.to(x.device)
+        return stats
+
+    def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
+        total: SoftmaxStats | None = None
+        for lo in range(0, self.n, self.chunk_size):
+            hi = min(lo + self.chunk_size, self.n)
+            g, idx, rows, exact = self._top(q, lo, hi)
+            shift = exact.max(1).values.detach()
+            chunk = SoftmaxStats.from_logits(exact - shift[:, None], shift,
+                                             lambda w: torch.einsum("bk,bkd->bd", w, rows), idx + lo)
+            if hi - lo > idx.shape[1]:
+                ref = shift if total is None else torch.maximum(total.m, shift)
+                err = self._error(q, lo, hi)
+                kth = (g.gather(1, idx[:, -1:]).squeeze(1).to(torch.float64) - q.half_sq) * q.inv_s2
+                dense = kth + err > ref - self.skip_nats
+                for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
+                    r = torch.nonzero(mask).squeeze(1)
+                    if r.numel():
+                        chunk = self._add_rest(chunk, q, r, g, idx, lo, hi, precise)
+            total = chunk.merge(total)
+        return (total.mean(), total.max_weight(), total.arg, total.entropy(), total.log_normalizer())
+
+    def _add_rest(self, chunk: SoftmaxStats, q: _Query, rows: Tensor, g: Tensor, idx: Tensor, lo: int, hi: int,
+                  precise: bool) -> SoftmaxStats:
+        """Add the items of ``lo:hi`` other than the exact top-k, for query ``rows``, to the chunk statistics."""
+        logits = self._logits(q, rows, g, lo, hi, precise)
+        rel = logits - chunk.m[rows].to(logits.dtype)[:, None]
+        w = torch.exp(rel).scatter(1, idx[rows], 0.0)
+        s = w.sum(1, dtype=torch.float64)
+        t = (w * rel).sum(1, dtype=torch.float64)
+        items = self._exact(slice(lo, hi)) if precise else self.centered[lo:hi].to(w.dtype)
+        acc = (w @ items).to(torch.float64)
+        return SoftmaxStats(chunk.m, chunk.s.index_add(0, rows, s), chunk.t.index_add(0, rows, t),
+                            chunk.acc.index_add(0, rows, acc), chunk.best, chunk.arg)
