@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, check_finite, sigma_per_item
+from theory.denoiser import Sigma, check_batch, check_finite, expand_like, sigma_per_item
 
 
 @dataclass(frozen=True)
@@ -161,9 +161,16 @@ class EmpiricalDenoiser:
         return self.posterior(x, sigma).mean
 
     def posterior(self, x: Tensor, sigma: Sigma) -> Posterior:
-        """Streamed posterior summary at ``x`` (B, *item_shape), noise level ``sigma``."""
-        mean, *rest = self._stats(x, sigma)
-        return Posterior(mean.to(x.dtype).reshape(x.shape), *(v.to(x.dtype) if v.is_floating_point() else v for v in rest))
+        """Streamed posterior summary at ``x`` (B, *item_shape), noise level ``sigma``, in ``x``'s dtype."""
+        p = self.posterior64(x, sigma)
+        return Posterior(p.mean.to(x.dtype), p.max_weight.to(x.dtype), p.argmax, p.entropy.to(x.dtype),
+                         p.log_normalizer.to(x.dtype))
+
+    def posterior64(self, x: Tensor, sigma: Sigma) -> Posterior:
+        """:meth:`posterior` with every float field in float64 (for exact downstream arithmetic)."""
+        parts = [self._posterior_block(q) for q in self._queries(x, sigma)]
+        mean, *rest = (torch.cat(p) for p in zip(*parts))
+        return Posterior((mean + self.center.to(x.device)).reshape(x.shape), *rest)
 
     def weights(self, x: Tensor, sigma: Sigma) -> Tensor:
         """Dense posterior weights ``(B, n)`` (same logits as :meth:`posterior`, none skipped; memory ``O(B n)``)."""
@@ -183,15 +190,15 @@ class EmpiricalDenoiser:
 
     def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``log p_sigma(x) = log Z - log n - (d/2) log(2 pi sigma^2)``, ``Z = sum_i exp(l_i)``; shape (B,)."""
-        log_z = self._stats(x, sigma)[4]
+        log_z = self.posterior64(x, sigma).log_normalizer
         s2 = sigma_per_item(sigma, x).to(torch.float64).square()
         return (log_z - math.log(self.n) - 0.5 * self.d * torch.log(2 * math.pi * s2)).to(x.dtype)
 
     def score(self, x: Tensor, sigma: Sigma) -> Tensor:
         """Tweedie: ``grad log p_sigma(x) = (D(x) - x) / sigma^2``."""
-        mean = self._stats(x, sigma)[0]
+        mean = self.posterior64(x, sigma).mean
         s2 = sigma_per_item(sigma, x).to(torch.float64).square()
-        return ((mean - x.reshape(mean.shape).to(torch.float64)) / s2[:, None]).to(x.dtype).reshape(x.shape)
+        return ((mean - x.to(torch.float64)) / expand_like(s2, x)).to(x.dtype)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -234,13 +241,6 @@ class EmpiricalDenoiser:
             dt = g.dtype
             g_rows, half_sq, inv_s2 = g[rows], q.half_sq[rows].to(dt), q.inv_s2[rows].to(dt)
         return (g_rows - half_sq[:, None]) * inv_s2[:, None]
-
-    def _stats(self, x: Tensor, sigma: Sigma) -> list[Tensor]:
-        """``[mean, max_weight, argmax, entropy, log_normalizer]`` in float64, ``mean`` flat (B, d)."""
-        parts = [self._posterior_block(q) for q in self._queries(x, sigma)]
-        stats = [torch.cat(p) for p in zip(*parts)]
-        stats[0] = stats[0] + self.center.to(x.device)
-        return stats
 
     def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
         total: SoftmaxStats | None = None
