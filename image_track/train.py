@@ -1,0 +1,168 @@
+"""Image-track training: a seeded subset of an image dataset, an EDM-preconditioned U-Net, any loss and
+noise-level distribution from ``sims``, trained by the shared trainer ``sims.training.train``.
+
+A run folder holds ``run.json`` (this module's ``ImageRun``, enough to rebuild data and model),
+``checkpoint.pt`` and ``log.jsonl``. Multi-GPU: ``torchrun --nproc_per_node=G -m sims.cli image train ...``;
+``init_distributed`` joins the process group (NCCL on CUDA, gloo on CPU) and the trainer shards each
+global batch over the ranks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from image_track.data import Split, load_images, make_split
+from image_track.unet import UNet, UNetConfig, describe
+from sims.artifacts import atomic_write_json
+from sims.training import TrainConfig, TrainResult, load_checkpoint, train
+
+LOSSES = ("edm", "eps", "ambient", "hybrid")
+DISTS = ("edm", "uniform", "ci", "logit")
+RUN_FILE = "run.json"
+IMAGE_SHAPES = {"fashion-mnist": (1, 28), "cifar10": (3, 32), "digits": (1, 8)}  # (channels, side)
+UNET_PRESETS = {  # cifar10: the layout of EDM's DDPM++ CIFAR-10 network (~60M parameters)
+    "fashion-mnist": dict(model_channels=64, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=(14,)),
+    "cifar10": dict(model_channels=128, channel_mult=(2, 2, 2), num_blocks=4, attn_resolutions=(16,)),
+    "digits": dict(model_channels=32, channel_mult=(1, 2), num_blocks=2, attn_resolutions=(4,)),
+}
+
+
+@dataclass
+class ImageRun:
+    """Everything that defines an image-track run. ``sigma_n``: the ambient corruption level (losses
+    ``ambient`` and ``hybrid``); ``ci_low``/``ci_high``: the confidence interval in normalised time
+    ``u = t / T`` for ``dist="ci"``."""
+
+    dataset: str = "fashion-mnist"
+    data_path: str | None = None
+    n: int = 300
+    data_seed: int = 0
+    loss: str = "edm"
+    dist: str = "edm"
+    sigma_n: float | None = None
+    ci_low: float = 0.0
+    ci_high: float = 0.5
+    sigma_data: float = 0.5
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.dist not in DISTS:
+            raise ValueError(f"dist must be one of {DISTS}, got {self.dist!r}")
+        if self.loss in ("ambient", "hybrid") and not (self.sigma_n is not None and self.sigma_n > 0):
+            raise ValueError(f"sigma_n must be > 0 for loss={self.loss!r}, got {self.sigma_n}")
+        if not self.sigma_data > 0:
+            raise ValueError(f"sigma_data must be > 0, got {self.sigma_data}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImageRun":
+        unet = d["unet"] | {k: tuple(d["unet"][k]) for k in ("channel_mult", "attn_resolutions")}
+        return cls(**{**d, "unet": UNetConfig(**unet), "train": TrainConfig(**d["train"])})
+
+
+def unet_preset(dataset: str, channels: int | None = None, channel_mult: tuple[int, ...] | None = None,
+                blocks: int | None = None, attn: tuple[int, ...] | None = None, dropout: float | None = None,
+                embedding: str | None = None) -> UNetConfig:
+    """The dataset's U-Net preset with any given field overridden."""
+    if dataset not in UNET_PRESETS:
+        raise ValueError(f"dataset must be one of {tuple(UNET_PRESETS)}, got {dataset!r}")
+    c, side = IMAGE_SHAPES[dataset]
+    over = {"model_channels": channels, "channel_mult": channel_mult, "num_blocks": blocks,
+            "attn_resolutions": attn, "dropout": dropout, "embedding": embedding}
+    return UNetConfig(in_channels=c, resolution=side,
+                      **{**UNET_PRESETS[dataset], **{k: v for k, v in over.items() if v is not None}})
+
+
+def init_distributed() -> str:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (NCCL on CUDA, else gloo); return the
+    device this process should use (``cuda:LOCAL_RANK``, ``cuda`` or ``cpu``)."""
+    cuda = torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cuda" if cuda else "cpu"
+
+
+def build_denoiser(run: ImageRun) -> nn.Module:
+    """``EDMPrecond(UNet(run.unet), sigma_data)`` with weights seeded by ``run.train.seed``."""
+    from sims.preconditioning import EDMPrecond
+
+    torch.manual_seed(run.train.seed)
+    return EDMPrecond(UNet(run.unet), sigma_data=run.sigma_data)
+
+
+def build_levels(run: ImageRun):
+    """The noise-level distribution named by ``run.dist``."""
+    from sims import noise_levels as nl
+
+    if run.dist == "edm":
+        return nl.EDMLogNormal()
+    if run.dist == "uniform":
+        return nl.UniformSteps()
+    if run.dist == "ci":
+        return nl.ConfidenceIntervalGaussian(run.ci_low, run.ci_high)
+    return nl.LogitNormal()
+
+
+def build_loss(run: ImageRun):
+    """The loss named by ``run.loss`` over ``build_levels(run)``."""
+    from sims import losses
+
+    levels = build_levels(run)
+    if run.loss == "edm":
+        return losses.EDMLoss(levels, sigma_data=run.sigma_data)
+    if run.loss == "eps":
+        return losses.EpsilonLoss(levels)
+    if run.loss == "ambient":
+        return losses.AmbientLoss(run.sigma_n, levels, sigma_data=run.sigma_data)
+    return losses.HybridAmbientLoss(run.sigma_n, levels, sigma_data=run.sigma_data)
+
+
+def load_split(run: ImageRun) -> Split:
+    """The run's training subset (with its fixed noisy copies for ambient losses) and held-out pool."""
+    images, labels = load_images(run.dataset, run.data_path, "train")
+    sigma_n = run.sigma_n if run.loss in ("ambient", "hybrid") else None
+    return make_split(images, labels, run.n, run.data_seed, sigma_n=sigma_n)
+
+
+def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True) -> TrainResult:
+    """Train ``run`` and write ``run.json`` beside the checkpoint (rank 0 only)."""
+    split = load_split(run)
+    if tuple(split.train.shape[1:]) != (run.unet.in_channels, run.unet.resolution, run.unet.resolution):
+        raise ValueError(f"unet in_channels/resolution must match the data {tuple(split.train.shape[1:])}, got "
+                         f"({run.unet.in_channels}, {run.unet.resolution}, {run.unet.resolution})")
+    model = build_denoiser(run)
+    rank0 = not dist.is_initialized() or dist.get_rank() == 0
+    if rank0 and verbose:
+        print(describe(model.net if hasattr(model, "net") else model), flush=True)
+    if rank0 and run.train.out_dir:
+        atomic_write_json(Path(run.train.out_dir) / RUN_FILE, run.to_dict())
+    return train(model, build_loss(run), split.train, run.train, y=split.y, resume=resume)
+
+
+def load_run(out_dir: str | Path, device: str = "cpu", use_ema: bool = True) -> tuple[ImageRun, nn.Module]:
+    """Rebuild a finished run's denoiser from ``out_dir`` (EMA weights by default), in eval mode."""
+    out_dir = Path(out_dir)
+    if not (out_dir / RUN_FILE).exists():
+        raise ValueError(f"out_dir must be an image-track run folder holding {RUN_FILE}, got {out_dir}")
+    run = ImageRun.from_dict(json.loads((out_dir / RUN_FILE).read_text()))
+    model = build_denoiser(run)
+    ckpt = load_checkpoint(out_dir)
+    model.load_state_dict(ckpt["ema" if use_ema else "model"])
+    return run, model.to(device).eval().requires_grad_(False)
