@@ -227,7 +227,6 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
 
     x0_dev = x0.to(device)
     y_dev = y.to(device) if y is not None else None
-    scale = 1.0 / (config.batch_size // world)  # DDP then averages over ranks -> global per-sample mean
     writer = rank == 0 and out is not None
     last_loss, t_last = float("nan"), time.perf_counter()
     bar = None
@@ -236,25 +235,13 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
         bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
 
     model.train()
+    logged = start
     for step in range(start, config.steps):
-        idx = batch_indices(x0.shape[0], config.seed, step, config.batch_size)
-        flips = torch.rand(config.batch_size, generator=torch.Generator().manual_seed(derive_seed(_FLIP, config.seed, step))) < 0.5
         for group in opt.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else config.lr
         opt.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        for c in range(rank * per_rank, (rank + 1) * per_rank):
-            sel = slice(c * micro, (c + 1) * micro)
-            xb, yb = _augment(x0_dev, y_dev, idx[sel].to(device), flips[sel].to(device) if config.xflip else None)
-            torch.manual_seed(derive_seed(_DROPOUT, config.seed, step, c))  # dropout and any global-RNG draw
-            gen = torch.Generator(device=device).manual_seed(derive_seed(_LOSS, config.seed, step, c))
-            last_chunk = c == (rank + 1) * per_rank - 1
-            with ddp.no_sync() if ddp is not None and not last_chunk else contextlib.nullcontext():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                    per_sample = loss(wrapped, xb, y=yb, generator=gen)
-                per_sample = per_sample.float()
-                (per_sample.sum() * scale).backward()
-            loss_sum += per_sample.detach().double().sum()
+        loss_sum = _accumulate(wrapped, ddp, loss, x0_dev, y_dev, config, step, range(rank * per_rank, (rank + 1) * per_rank),
+                               micro, 1.0 / (config.batch_size // world))  # DDP averages over ranks -> global mean
         grad_norm = _clip(model, config.grad_clip)
         opt.step()
         _ema_update(ema, model, ema_beta(config, step))
@@ -267,11 +254,10 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
             if not math.isfinite(last_loss):
                 raise FloatingPointError(f"training loss is {last_loss} at step {done}: lower lr or enable grad_clip")
             now = time.perf_counter()
-            n_steps = config.log_every if done % config.log_every == 0 else done % config.log_every
-            rec = {"step": done, "loss": last_loss, "grad_norm": grad_norm, "lr": opt.param_groups[0]["lr"],
-                   "ema_beta": ema_beta(config, step), "sec_per_step": (now - t_last) / n_steps,
-                   "images_per_s": n_steps * config.batch_size / max(now - t_last, 1e-9)}
-            t_last = now
+            rec = {"step": done, "loss": last_loss, "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"],
+                   "ema_beta": ema_beta(config, step), "sec_per_step": (now - t_last) / (done - logged),
+                   "images_per_s": (done - logged) * config.batch_size / max(now - t_last, 1e-9)}
+            t_last, logged = now, done
             if writer:
                 out.mkdir(parents=True, exist_ok=True)
                 with open(out / LOG, "a") as f:
@@ -288,6 +274,29 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
         _check_replicas(model)
     model.eval()
     return TrainResult(model=model, ema=ema, step=max(start, config.steps), last_loss=last_loss)
+
+
+def _accumulate(wrapped: nn.Module, ddp: nn.Module | None, loss: LossFn, x0: Tensor, y: Tensor | None,
+                config: TrainConfig, step: int, chunks: range, micro: int, scale: float) -> Tensor:
+    """Backpropagate ``scale * sum of per-sample losses`` over this rank's chunks of step ``step``'s global
+    batch (DDP syncs on the last chunk only); return the float64 loss sum. Randomness is keyed by
+    ``(seed, step, chunk)``: batch order and flips, dropout (global RNG) and the loss's ``generator``."""
+    device = x0.device
+    idx = batch_indices(x0.shape[0], config.seed, step, config.batch_size)
+    flips = torch.rand(config.batch_size, generator=torch.Generator().manual_seed(derive_seed(_FLIP, config.seed, step))) < 0.5
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for c in chunks:
+        sel = slice(c * micro, (c + 1) * micro)
+        xb, yb = _augment(x0, y, idx[sel].to(device), flips[sel].to(device) if config.xflip else None)
+        torch.manual_seed(derive_seed(_DROPOUT, config.seed, step, c))
+        gen = torch.Generator(device=device).manual_seed(derive_seed(_LOSS, config.seed, step, c))
+        with ddp.no_sync() if ddp is not None and c != chunks[-1] else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                per_sample = loss(wrapped, xb, y=yb, generator=gen)
+            per_sample = per_sample.float()
+            (per_sample.sum() * scale).backward()
+        loss_sum += per_sample.detach().double().sum()
+    return loss_sum
 
 
 def _augment(x0: Tensor, y: Tensor | None, idx: Tensor, flips: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -313,13 +322,14 @@ def _check_replicas(model: nn.Module) -> None:
         raise RuntimeError("DDP replicas diverged: some rank's weights differ from rank 0's")
 
 
-def _clip(model: nn.Module, max_norm: float | None) -> float:
+def _clip(model: nn.Module, max_norm: float | None) -> Tensor:
+    """Clip the global gradient norm to ``max_norm`` (when set); return the norm before clipping (no sync)."""
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
-        return 0.0
+        return torch.zeros(())
     if max_norm is None:
-        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
-    return float(nn.utils.clip_grad_norm_(params, max_norm))
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    return nn.utils.clip_grad_norm_(params, max_norm)
 
 
 @torch.no_grad()
