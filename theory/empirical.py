@@ -119,6 +119,7 @@ def check_positive_int(value: int, name: str) -> int:
 class _Query:
     """A centred query block: float64 copy for exact work, compute-dtype copy for matmuls."""
 
+    raw64: Tensor    # (B, d) float64, as given
     x64: Tensor      # (B, d) float64, centred
     xc: Tensor       # (B, d) compute dtype, centred
     half_sq: Tensor  # (B,) float64, ||x||^2 / 2
@@ -136,7 +137,7 @@ class EmpiricalDenoiser:
     query_block = 256
     error_margin = 4.0
 
-    def __init__(self, data: Tensor, chunk_size: int = 4096, exact_top: int = 8, logit_tol: float = 1e-5) -> None:
+    def __init__(self, data: Tensor, chunk_size: int = 16384, exact_top: int = 8, logit_tol: float = 1e-5) -> None:
         check_data(data)
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
         self.exact_top = check_positive_int(exact_top, "exact_top")
@@ -147,9 +148,13 @@ class EmpiricalDenoiser:
         self.n = data.shape[0]
         self.d = data[0].numel()
         self.flat = data.reshape(self.n, self.d)  # the items as given (exact logits use these)
-        self.center = self.flat.to(torch.float64).mean(0)
-        self.centered = (self.flat.to(torch.float64) - self.center).to(data.dtype)  # for the matmuls
-        self.half_sq = 0.5 * self._exact(slice(None)).square().sum(1)
+        spans = [slice(lo, lo + 1024) for lo in range(0, self.n, 1024)]  # bounded temporaries
+        self.center = sum(self.flat[sp].to(torch.float64).sum(0) for sp in spans) / self.n
+        self.centered = torch.empty_like(self.flat)  # centred copy in the data's dtype, for the matmuls
+        self.half_sq = torch.empty(self.n, dtype=torch.float64, device=data.device)
+        for sp in spans:
+            c = self._exact(sp)
+            self.centered[sp], self.half_sq[sp] = c, 0.5 * c.square().sum(1)
         self.skip_nats = 40.0 + math.log(self.n)
 
     @property
@@ -183,7 +188,9 @@ class EmpiricalDenoiser:
                 fine = self._error(q, lo, hi) > self.logit_tol
                 rest = torch.empty(g.shape, dtype=torch.float64, device=g.device)
                 for rows, precise in ((torch.nonzero(~fine).squeeze(1), False), (torch.nonzero(fine).squeeze(1), True)):
-                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, precise).to(torch.float64))
+                    items64 = self._exact(slice(lo, hi)) if precise else None
+                    zero = torch.zeros(rows.shape, dtype=torch.float64, device=g.device)
+                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, items64, zero).to(torch.float64))
                 logits.append(rest.scatter(1, idx, exact))
             blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
         return torch.cat(blocks).to(x.dtype)
@@ -205,25 +212,26 @@ class EmpiricalDenoiser:
     def _queries(self, x: Tensor, sigma: Sigma):
         check_batch(x, self.item_shape)
         s = sigma_per_item(sigma, x).to(torch.float64)
-        x64 = x.reshape(x.shape[0], self.d).to(torch.float64) - self.center.to(x.device)
+        raw = x.reshape(x.shape[0], self.d).to(torch.float64)
         for lo in range(0, x.shape[0], self.query_block):
-            q = x64[lo:lo + self.query_block]
-            yield _Query(q, q.to(x.dtype), 0.5 * q.square().sum(1), 1.0 / s[lo:lo + self.query_block].square())
+            r = raw[lo:lo + self.query_block]
+            q = r - self.center.to(x.device)
+            yield _Query(r, q, q.to(x.dtype), 0.5 * q.square().sum(1), 1.0 / s[lo:lo + self.query_block].square())
 
-    def _exact(self, span: slice, idx: Tensor | None = None) -> Tensor:
-        """Centred items ``span`` (optionally gathered at ``idx``) in float64, from the items as given."""
-        items = self.flat[span] if idx is None else self.flat[span][idx]
-        return items.to(torch.float64) - self.center
+    def _exact(self, span: slice) -> Tensor:
+        """Centred items ``span`` in float64, from the items as given (one promoting subtraction)."""
+        return self.flat[span] - self.center
 
     def _top(self, q: _Query, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` of items ``lo:hi``, their top-k indices ``idx``, those
-        items ``rows`` (B, k, d) float64 and their exact logits ``exact`` (B, k) float64."""
+        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` of items ``lo:hi``, their top-k indices ``idx``, the
+        float64 differences ``diff = x - x_i`` (B, k, d) to those items and their exact logits (B, k)."""
         items = self.centered[lo:hi]
-        g = q.xc @ items.to(q.xc.dtype).T - self.half_sq[lo:hi].to(q.xc.dtype)
+        dt = q.xc.dtype  # (items @ x^T)^T made contiguous is faster than x @ items^T on CPU BLAS
+        g = torch.addmm(-self.half_sq[lo:hi, None].to(dt), items.to(dt), q.xc.T).T.contiguous()
         idx = g.topk(min(self.exact_top, hi - lo), dim=1).indices
-        rows = self._exact(slice(lo, hi), idx)
-        exact = -0.5 * (q.x64[:, None, :] - rows).square().sum(-1) * q.inv_s2[:, None]
-        return g, idx, rows, exact
+        diff = q.raw64[:, None, :] - self.flat[lo:hi][idx]
+        exact = -0.5 * torch.einsum("bkd,bkd->bk", diff, diff) * q.inv_s2[:, None]
+        return g, idx, diff, exact
 
     def _error(self, q: _Query, lo: int, hi: int) -> Tensor:
         """Error radius ``E`` (B,) in nats of the compute-dtype matmul logits of items ``lo:hi``."""
@@ -232,24 +240,28 @@ class EmpiricalDenoiser:
         scale = math.sqrt(self.d) * torch.sqrt(2 * q.half_sq * y2) + q.half_sq + y2 / 2
         return self.error_margin * u * scale * q.inv_s2
 
-    def _logits(self, q: _Query, rows: Tensor, g: Tensor, lo: int, hi: int, precise: bool) -> Tensor:
-        """Logits (len(rows), hi - lo): from ``g`` in the compute dtype, or from a float64 matmul if ``precise``."""
-        if precise:
-            items = self._exact(slice(lo, hi))
-            g_rows, half_sq, inv_s2 = q.x64[rows] @ items.T - self.half_sq[lo:hi], q.half_sq[rows], q.inv_s2[rows]
+    def _logits(self, q: _Query, rows: Tensor, g: Tensor, lo: int, hi: int, items64: Tensor | None,
+                shift: Tensor) -> Tensor:
+        """Logits minus ``shift`` (len(rows), hi - lo), ``(g - ||x||^2/2) / sigma^2 - shift``: from ``g`` in the
+        compute dtype, or by a float64 matmul with the centred float64 items ``items64`` when given."""
+        if items64 is not None:
+            g_rows = torch.addmm(-self.half_sq[lo:hi, None], items64, q.x64[rows].T).T
         else:
-            dt = g.dtype
-            g_rows, half_sq, inv_s2 = g[rows], q.half_sq[rows].to(dt), q.inv_s2[rows].to(dt)
-        return (g_rows - half_sq[:, None]) * inv_s2[:, None]
+            g_rows = g[rows]
+        inv_s2 = q.inv_s2[rows]
+        offset = -(q.half_sq[rows] * inv_s2 + shift)
+        return torch.addcmul(offset.to(g_rows.dtype)[:, None], g_rows, inv_s2.to(g_rows.dtype)[:, None])
 
     def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
         total: SoftmaxStats | None = None
         for lo in range(0, self.n, self.chunk_size):
             hi = min(lo + self.chunk_size, self.n)
-            g, idx, rows, exact = self._top(q, lo, hi)
+            g, idx, diff, exact = self._top(q, lo, hi)
             shift = exact.max(1).values.detach()
-            chunk = SoftmaxStats.from_logits(exact - shift[:, None], shift,
-                                             lambda w: torch.einsum("bk,bkd->bd", w, rows), idx + lo)
+            # sum_k w_k (x_k - center) = (sum_k w_k) x~ - sum_k w_k (x - x_k)
+            chunk = SoftmaxStats.from_logits(
+                exact - shift[:, None], shift,
+                lambda w: w.sum(1, keepdim=True) * q.x64 - torch.einsum("bk,bkd->bd", w, diff), idx + lo)
             if hi - lo > idx.shape[1]:
                 ref = shift if total is None else torch.maximum(total.m, shift)
                 err = self._error(q, lo, hi)
@@ -258,19 +270,19 @@ class EmpiricalDenoiser:
                 for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
                     r = torch.nonzero(mask).squeeze(1)
                     if r.numel():
-                        chunk = self._add_rest(chunk, q, r, g, idx, lo, hi, precise)
+                        chunk = self._add_rest(chunk, q, r, g, idx, lo, hi, self._exact(slice(lo, hi)) if precise else None)
             total = chunk.merge(total)
         return (total.mean(), total.max_weight(), total.arg, total.entropy(), total.log_normalizer())
 
     def _add_rest(self, chunk: SoftmaxStats, q: _Query, rows: Tensor, g: Tensor, idx: Tensor, lo: int, hi: int,
-                  precise: bool) -> SoftmaxStats:
-        """Add the items of ``lo:hi`` other than the exact top-k, for query ``rows``, to the chunk statistics."""
-        logits = self._logits(q, rows, g, lo, hi, precise)
-        rel = logits - chunk.m[rows].to(logits.dtype)[:, None]
-        w = torch.exp(rel).scatter(1, idx[rows], 0.0)
+                  items64: Tensor | None) -> SoftmaxStats:
+        """Add the items of ``lo:hi`` other than the exact top-k, for query ``rows``, to the chunk statistics
+        (in float64 with the centred float64 items ``items64`` when given, else in the compute dtype)."""
+        rel = self._logits(q, rows, g, lo, hi, items64, chunk.m[rows])
+        rel.scatter_(1, idx[rows], -1e4)  # the exact top-k are already counted: weight exp(-1e4) = 0
+        w = torch.exp(rel)
         s = w.sum(1, dtype=torch.float64)
-        t = (w * rel).sum(1, dtype=torch.float64)
-        items = self._exact(slice(lo, hi)) if precise else self.centered[lo:hi].to(w.dtype)
-        acc = (w @ items).to(torch.float64)
+        t = torch.linalg.vecdot(w, rel).to(torch.float64)
+        acc = (w @ (self.centered[lo:hi].to(w.dtype) if items64 is None else items64)).to(torch.float64)
         return SoftmaxStats(chunk.m, chunk.s.index_add(0, rows, s), chunk.t.index_add(0, rows, t),
                             chunk.acc.index_add(0, rows, acc), chunk.best, chunk.arg)
