@@ -8,7 +8,7 @@ Numerics (data and queries are first centred at the data mean, which leaves ``D`
 of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and the logits
 ``l_i = (g_i - ||x||^2 / 2) / sigma^2``. In float32 these carry an error of up to about
 ``E = 4 u (sqrt(d) ||x|| max||x_i|| + (||x||^2 + max||x_i||^2) / 2) / sigma^2`` nats (``u`` the unit
-roundoff; measured worst cases stay under a quarter of it), thousands of nats at small ``sigma``. So:
+roundoff; measured worst cases stay under a third of it), thousands of nats at small ``sigma``. So:
 
 1. the ``exact_top`` largest matmul logits of every chunk are recomputed exactly, as float64 direct
    differences ``sum_k (x_k - x_ik)^2``;
@@ -189,8 +189,7 @@ class EmpiricalDenoiser:
                 rest = torch.empty(g.shape, dtype=torch.float64, device=g.device)
                 for rows, precise in ((torch.nonzero(~fine).squeeze(1), False), (torch.nonzero(fine).squeeze(1), True)):
                     items64 = self._exact(slice(lo, hi)) if precise else None
-                    zero = torch.zeros(rows.shape, dtype=torch.float64, device=g.device)
-                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, items64, zero).to(torch.float64))
+                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, items64).to(torch.float64))
                 logits.append(rest.scatter(1, idx, exact))
             blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
         return torch.cat(blocks).to(x.dtype)
@@ -210,6 +209,7 @@ class EmpiricalDenoiser:
     # -- internals -------------------------------------------------------------------------------
 
     def _queries(self, x: Tensor, sigma: Sigma):
+        """Validate ``x``, ``sigma`` and yield centred query blocks of ``query_block`` rows."""
         check_batch(x, self.item_shape)
         s = sigma_per_item(sigma, x).to(torch.float64)
         raw = x.reshape(x.shape[0], self.d).to(torch.float64)
@@ -241,7 +241,7 @@ class EmpiricalDenoiser:
         return self.error_margin * u * scale * q.inv_s2
 
     def _logits(self, q: _Query, rows: Tensor, g: Tensor, lo: int, hi: int, items64: Tensor | None,
-                shift: Tensor) -> Tensor:
+                shift: Tensor | None = None) -> Tensor:
         """Logits minus ``shift`` (len(rows), hi - lo), ``(g - ||x||^2/2) / sigma^2 - shift``: from ``g`` in the
         compute dtype, or by a float64 matmul with the centred float64 items ``items64`` when given."""
         if items64 is not None:
@@ -249,7 +249,7 @@ class EmpiricalDenoiser:
         else:
             g_rows = g[rows]
         inv_s2 = q.inv_s2[rows]
-        offset = -(q.half_sq[rows] * inv_s2 + shift)
+        offset = -(q.half_sq[rows] * inv_s2 + (0.0 if shift is None else shift))
         return torch.addcmul(offset.to(g_rows.dtype)[:, None], g_rows, inv_s2.to(g_rows.dtype)[:, None])
 
     def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:

@@ -128,3 +128,15 @@ def test_bad_input():
     for call, name in bad:
         with pytest.raises(ValueError, match=name):
             call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gmm_finite_over_sigma_range(dtype):
+    w, mu, covs = _gmm(12)
+    den = GMMDenoiser(w, mu, covs)
+    x = (3 * torch.randn(5, 4, generator=torch.Generator().manual_seed(13))).to(dtype)
+    for s in torch.logspace(-4, 4, 9).tolist():
+        for v in (den(x, s), den.log_density(x, s), den.score(x, s), den.responsibilities(x, s)):
+            assert v.dtype == dtype and bool(torch.isfinite(v).all())
+    ref = GMMDenoiser(w, mu, covs)(x.double(), 0.3)
+    torch.testing.assert_close(den(x, 0.3).double(), ref, rtol=1e-6, atol=1e-6)
