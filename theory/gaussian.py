@@ -70,6 +70,15 @@ class Gaussians:
         """Per-component scores ``-U_k (c / (lam + s2))``, shape (B, K, d)."""
         return -torch.einsum("kdj,bkj->bkd", self.vecs, c / (self.lam + s2[:, None, None]))
 
+    def to(self, device: torch.device) -> Gaussians:
+        """The same Gaussians on ``device`` (self if already there; copies are cached)."""
+        if self.mean.device == device:
+            return self
+        moved = self.__dict__.setdefault("_moved", {})
+        if device not in moved:
+            moved[device] = Gaussians(self.mean.to(device), self.lam.to(device), self.vecs.to(device))
+        return moved[device]
+
     def sample(self, labels: Tensor, generator: torch.Generator | None) -> Tensor:
         """One draw per entry of ``labels`` (n,) from component ``labels[i]``; float64 (n, d)."""
         z = torch.randn(labels.shape[0], self.lam.shape[1], generator=generator, dtype=torch.float64)
@@ -77,7 +86,7 @@ class Gaussians:
 
 
 def flat_query(x: Tensor, sigma: Sigma, item_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Validate ``x``, ``sigma``; return flat float64 ``x`` (B, d) and ``sigma^2`` (B,) float64."""
+    """Validate ``x``, ``sigma``; return flat float64 ``x`` (B, d) and ``sigma^2`` (B,) float64 on ``x``'s device."""
     check_batch(x, item_shape)
     s = sigma_per_item(sigma, x).to(torch.float64)
     return x.reshape(x.shape[0], -1).to(torch.float64), s.square()
@@ -111,7 +120,7 @@ class GaussianDenoiser:
             raise ValueError(f"ridge must be a finite float >= 0, got {ridge!r}")
         flat = data.reshape(data.shape[0], -1).to(torch.float64)
         mu = flat.mean(0)
-        cov = (flat - mu).T @ (flat - mu) / flat.shape[0] + ridge * torch.eye(flat.shape[1], dtype=torch.float64)
+        cov = (flat - mu).T @ (flat - mu) / flat.shape[0] + ridge * torch.eye(flat.shape[1], dtype=torch.float64, device=flat.device)
         return cls(mu.reshape(data.shape[1:]).to(data.dtype), cov)
 
     @property
@@ -125,17 +134,20 @@ class GaussianDenoiser:
 
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
         x64, s2 = flat_query(x, sigma, self.item_shape)
-        return self.gaussians.mean_of(self.gaussians.coords(x64), s2)[:, 0].to(x.dtype).reshape(x.shape)
+        g = self.gaussians.to(x.device)
+        return g.mean_of(g.coords(x64), s2)[:, 0].to(x.dtype).reshape(x.shape)
 
     def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``log N(x; mean, cov + sigma^2 I)``, shape (B,)."""
         x64, s2 = flat_query(x, sigma, self.item_shape)
-        return self.gaussians.log_prob(self.gaussians.coords(x64), s2)[:, 0].to(x.dtype)
+        g = self.gaussians.to(x.device)
+        return g.log_prob(g.coords(x64), s2)[:, 0].to(x.dtype)
 
     def score(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``grad log p_sigma(x) = -(cov + sigma^2 I)^{-1} (x - mean)``."""
         x64, s2 = flat_query(x, sigma, self.item_shape)
-        return self.gaussians.score_of(self.gaussians.coords(x64), s2)[:, 0].to(x.dtype).reshape(x.shape)
+        g = self.gaussians.to(x.device)
+        return g.score_of(g.coords(x64), s2)[:, 0].to(x.dtype).reshape(x.shape)
 
     def posterior_cov(self, sigma: Sigma) -> Tensor:
         """``Cov[x0 | x] = U diag(lam sigma^2 / (lam + sigma^2)) U^T``: (d, d) for a float, (B, d, d) for (B,)."""
@@ -149,5 +161,5 @@ class GaussianDenoiser:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws ``(n, *item_shape)`` from the prior."""
-        labels = torch.zeros(check_positive_int(n, "n"), dtype=torch.long)
+        labels = torch.zeros(check_positive_int(n, "n"), dtype=torch.long, device=self.gaussians.mean.device)
         return self.gaussians.sample(labels, generator).to(self.dtype).reshape(n, *self.item_shape)

@@ -104,7 +104,7 @@ class LocalPatchDenoiser:
             dot = torch.einsum("bmp,imp->bmi", q, t)
             logits = (dot - half_q[..., None] - 0.5 * t.square().sum(-1).T[None]).reshape(b * self.m, hi - lo) * inv_s2[:, None]
             centres = self._centres(lo, hi)
-            index = torch.arange(lo, hi).expand(b * self.m, -1)
+            index = torch.arange(lo, hi, device=q.device).expand(b * self.m, -1)
             yield self._stats(logits, lambda w: torch.einsum("bmi,imc->bmc", w.reshape(b, self.m, -1), centres)
                               .reshape(b * self.m, -1), index)
 
@@ -117,7 +117,7 @@ class LocalPatchDenoiser:
             t = self._patches(lo, hi).reshape((hi - lo) * self.m, -1)
             logits = (flat_q @ t.T - half_q.reshape(-1, 1) - 0.5 * t.square().sum(-1)[None]) * inv_s2[:, None]
             centres = self._centres(lo, hi).reshape((hi - lo) * self.m, -1)
-            index = torch.arange(lo * self.m, hi * self.m).expand(b * self.m, -1)
+            index = torch.arange(lo * self.m, hi * self.m, device=q.device).expand(b * self.m, -1)
             yield self._stats(logits, lambda w: w @ centres, index)
 
     @staticmethod

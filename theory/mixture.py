@@ -47,8 +47,9 @@ class GMMDenoiser:
     def _log_joint(self, x: Tensor, sigma: Sigma) -> tuple[Tensor, Tensor, Tensor]:
         """``(log pi_k + log N_k(x), coordinates, sigma^2)`` in float64."""
         x64, s2 = flat_query(x, sigma, self.item_shape)
-        c = self.gaussians.coords(x64)
-        return self.log_weights + self.gaussians.log_prob(c, s2), c, s2
+        g = self.gaussians.to(x.device)
+        c = g.coords(x64)
+        return self.log_weights.to(x.device) + g.log_prob(c, s2), c, s2
 
     def responsibilities(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``P(component k | x)``, shape (B, K)."""
@@ -56,7 +57,7 @@ class GMMDenoiser:
 
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
         lj, c, s2 = self._log_joint(x, sigma)
-        d = torch.einsum("bk,bkd->bd", torch.softmax(lj, dim=1), self.gaussians.mean_of(c, s2))
+        d = torch.einsum("bk,bkd->bd", torch.softmax(lj, dim=1), self.gaussians.to(x.device).mean_of(c, s2))
         return d.to(x.dtype).reshape(x.shape)
 
     def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
@@ -65,7 +66,7 @@ class GMMDenoiser:
 
     def score(self, x: Tensor, sigma: Sigma) -> Tensor:
         lj, c, s2 = self._log_joint(x, sigma)
-        g = torch.einsum("bk,bkd->bd", torch.softmax(lj, dim=1), self.gaussians.score_of(c, s2))
+        g = torch.einsum("bk,bkd->bd", torch.softmax(lj, dim=1), self.gaussians.to(x.device).score_of(c, s2))
         return g.to(x.dtype).reshape(x.shape)
 
     def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
