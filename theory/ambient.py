@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, expand_like, sigma_per_item
-from theory.empirical import EmpiricalDenoiser, Posterior
+from theory.denoiser import Sigma, check_batch, expand_like
+from theory.empirical import EmpiricalDenoiser, Posterior, sigma64
 
 
 class AmbientDenoiser:
@@ -36,7 +36,7 @@ class AmbientDenoiser:
     def tau(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``tau = sqrt(sigma^2 - sigma_n^2)`` per item (B,) float64; raises unless ``sigma > sigma_n``."""
         check_batch(x, self.item_shape)
-        s = sigma_per_item(sigma, x).to(torch.float64)
+        s = sigma64(sigma, x)
         if not bool((s > self.sigma_n).all()):
             raise ValueError(f"sigma must be > sigma_n = {self.sigma_n:g} for the ambient denoiser, got min {s.min().item():.6g}")
         return torch.sqrt((s - self.sigma_n) * (s + self.sigma_n))
@@ -46,7 +46,7 @@ class AmbientDenoiser:
         tau = self.tau(x, sigma)
         p = self.noisy.posterior64(x, tau)
         x64 = x.to(torch.float64)
-        ratio = expand_like(sigma_per_item(sigma, x).to(torch.float64).square() / tau.square(), x)
+        ratio = expand_like(sigma64(sigma, x).square() / tau.square(), x)
         mean = x64 + ratio * (p.mean - x64)
         return Posterior(mean.to(x.dtype), p.max_weight.to(x.dtype), p.argmax, p.entropy.to(x.dtype),
                          p.log_normalizer.to(x.dtype))

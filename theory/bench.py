@@ -105,7 +105,10 @@ def _memory_in_subprocess(name: str, n: int, d: int, batch: int, sigma: float, s
     code = ("import json, sys, torch; from theory.bench import memory_probe; "
             f"torch.set_num_threads({torch.get_num_threads()}); "
             f"print(json.dumps(memory_probe({name!r}, {n}, {d}, {batch}, {sigma}, {seed}, {opts!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # A fixed mmap threshold makes glibc return every large freed buffer at once, so RSS tracks live memory
+    # (its default dynamic threshold keeps freed buffers on the heap and RSS then drifts with fragmentation).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -178,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
         del data, x
 
     if not args.no_memory:
-        sizes = (max(1, args.n // 4), args.n)
+        sizes = (max(1, args.n // 2), args.n)
         print(f"\npeak memory of one call at sigma={sigmas[0]:g} (growth of peak RSS over the call, VmHWM reset "
-              "before it; fresh process per cell; data and denoiser built before)")
+              "before it; fresh process per cell, MALLOC_MMAP_THRESHOLD_=65536; data and denoiser built before)")
         print(f"{'method':<14} " + " ".join(f"{'n=' + str(n):>12}" for n in sizes))
         out["memory_mib"] = {}
         for name in methods:

@@ -109,6 +109,11 @@ def check_data(data: Tensor, name: str = "data") -> Tensor:
     return check_finite(data, name)
 
 
+def sigma64(sigma: Sigma, x: Tensor) -> Tensor:
+    """``sigma_per_item`` in float64: a Python float keeps its full precision even for float32 queries."""
+    return sigma_per_item(sigma, x.new_empty(x.shape[0], dtype=torch.float64))
+
+
 def check_positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -136,6 +141,7 @@ class EmpiricalDenoiser:
 
     query_block = 256
     error_margin = 4.0
+    rest_block = 2 ** 21  # elements of an item block in the second pass (16 MiB in float64)
 
     def __init__(self, data: Tensor, chunk_size: int = 16384, exact_top: int = 8, logit_tol: float = 1e-5) -> None:
         check_data(data)
@@ -185,11 +191,11 @@ class EmpiricalDenoiser:
             for lo in range(0, self.n, self.chunk_size):
                 hi = min(lo + self.chunk_size, self.n)
                 g, idx, _, exact = self._top(q, lo, hi)
-                fine = self._error(q, lo, hi) > self.logit_tol
-                rest = torch.empty(g.shape, dtype=torch.float64, device=g.device)
-                for rows, precise in ((torch.nonzero(~fine).squeeze(1), False), (torch.nonzero(fine).squeeze(1), True)):
-                    items64 = self._exact(slice(lo, hi)) if precise else None
-                    rest = rest.index_copy(0, rows, self._logits(q, rows, g, lo, hi, items64).to(torch.float64))
+                fine = torch.nonzero(self._error(q, lo, hi) > self.logit_tol).squeeze(1)
+                rest = self._to_logits(g, q, slice(None)).to(torch.float64)
+                if fine.numel():
+                    g64 = self._scores(q, fine, self._exact(slice(lo, hi)), lo, hi, precise=True)
+                    rest = rest.index_copy(0, fine, self._to_logits(g64, q, fine))
                 logits.append(rest.scatter(1, idx, exact))
             blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
         return torch.cat(blocks).to(x.dtype)
@@ -197,13 +203,13 @@ class EmpiricalDenoiser:
     def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
         """``log p_sigma(x) = log Z - log n - (d/2) log(2 pi sigma^2)``, ``Z = sum_i exp(l_i)``; shape (B,)."""
         log_z = self.posterior64(x, sigma).log_normalizer
-        s2 = sigma_per_item(sigma, x).to(torch.float64).square()
+        s2 = sigma64(sigma, x).square()
         return (log_z - math.log(self.n) - 0.5 * self.d * torch.log(2 * math.pi * s2)).to(x.dtype)
 
     def score(self, x: Tensor, sigma: Sigma) -> Tensor:
         """Tweedie: ``grad log p_sigma(x) = (D(x) - x) / sigma^2``."""
         mean = self.posterior64(x, sigma).mean
-        s2 = sigma_per_item(sigma, x).to(torch.float64).square()
+        s2 = sigma64(sigma, x).square()
         return ((mean - x.to(torch.float64)) / expand_like(s2, x)).to(x.dtype)
 
     # -- internals -------------------------------------------------------------------------------
@@ -211,7 +217,7 @@ class EmpiricalDenoiser:
     def _queries(self, x: Tensor, sigma: Sigma):
         """Validate ``x``, ``sigma`` and yield centred query blocks of ``query_block`` rows."""
         check_batch(x, self.item_shape)
-        s = sigma_per_item(sigma, x).to(torch.float64)
+        s = sigma64(sigma, x)
         raw = x.reshape(x.shape[0], self.d).to(torch.float64)
         for lo in range(0, x.shape[0], self.query_block):
             r = raw[lo:lo + self.query_block]
@@ -222,12 +228,26 @@ class EmpiricalDenoiser:
         """Centred items ``span`` in float64, from the items as given (one promoting subtraction)."""
         return self.flat[span] - self.center
 
+    def _scores(self, q: _Query, rows: Tensor | slice, items: Tensor, lo: int, hi: int, precise: bool) -> Tensor:
+        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` (len(rows), hi - lo) of query ``rows`` against centred
+        ``items`` (= items ``lo:hi``): float64 if ``precise``, else in the compute dtype. A transposed view:
+        ``(items @ x^T)^T`` is faster than ``x @ items^T`` on CPU BLAS."""
+        if precise:
+            return torch.addmm(-self.half_sq[lo:hi, None], items, q.x64[rows].T).T
+        dt = q.xc.dtype
+        return torch.addmm(-self.half_sq[lo:hi, None].to(dt), items.to(dt), q.xc[rows].T).T
+
+    @staticmethod
+    def _to_logits(g: Tensor, q: _Query, rows: Tensor | slice, shift: Tensor | None = None) -> Tensor:
+        """Logits minus ``shift``: ``(g - ||x||^2/2) / sigma^2 - shift`` in ``g``'s dtype (one fused pass)."""
+        inv_s2 = q.inv_s2[rows]
+        offset = -(q.half_sq[rows] * inv_s2 + (0.0 if shift is None else shift))
+        return torch.addcmul(offset.to(g.dtype)[:, None], g, inv_s2.to(g.dtype)[:, None])
+
     def _top(self, q: _Query, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` of items ``lo:hi``, their top-k indices ``idx``, the
-        float64 differences ``diff = x - x_i`` (B, k, d) to those items and their exact logits (B, k)."""
-        items = self.centered[lo:hi]
-        dt = q.xc.dtype  # (items @ x^T)^T made contiguous is faster than x @ items^T on CPU BLAS
-        g = torch.addmm(-self.half_sq[lo:hi, None].to(dt), items.to(dt), q.xc.T).T.contiguous()
+        """Compute-dtype scores ``g`` (B, hi - lo) of items ``lo:hi``, their top-k indices ``idx``, the float64
+        differences ``diff = x - x_i`` (B, k, d) to those items and their exact logits (B, k) float64."""
+        g = self._scores(q, slice(None), self.centered[lo:hi], lo, hi, precise=False).contiguous()
         idx = g.topk(min(self.exact_top, hi - lo), dim=1).indices
         diff = q.raw64[:, None, :] - self.flat[lo:hi][idx]
         exact = -0.5 * torch.einsum("bkd,bkd->bk", diff, diff) * q.inv_s2[:, None]
@@ -240,20 +260,11 @@ class EmpiricalDenoiser:
         scale = math.sqrt(self.d) * torch.sqrt(2 * q.half_sq * y2) + q.half_sq + y2 / 2
         return self.error_margin * u * scale * q.inv_s2
 
-    def _logits(self, q: _Query, rows: Tensor, g: Tensor, lo: int, hi: int, items64: Tensor | None,
-                shift: Tensor | None = None) -> Tensor:
-        """Logits minus ``shift`` (len(rows), hi - lo), ``(g - ||x||^2/2) / sigma^2 - shift``: from ``g`` in the
-        compute dtype, or by a float64 matmul with the centred float64 items ``items64`` when given."""
-        if items64 is not None:
-            g_rows = torch.addmm(-self.half_sq[lo:hi, None], items64, q.x64[rows].T).T
-        else:
-            g_rows = g[rows]
-        inv_s2 = q.inv_s2[rows]
-        offset = -(q.half_sq[rows] * inv_s2 + (0.0 if shift is None else shift))
-        return torch.addcmul(offset.to(g_rows.dtype)[:, None], g_rows, inv_s2.to(g_rows.dtype)[:, None])
-
     def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
+        """Two passes. 1: the exact top-k of every chunk, which fixes the maximum logit. 2: the other items,
+        only for the (query, chunk) pairs whose ``k``-th logit bound is not negligible against that maximum."""
         total: SoftmaxStats | None = None
+        pending = []
         for lo in range(0, self.n, self.chunk_size):
             hi = min(lo + self.chunk_size, self.n)
             g, idx, diff, exact = self._top(q, lo, hi)
@@ -262,27 +273,38 @@ class EmpiricalDenoiser:
             chunk = SoftmaxStats.from_logits(
                 exact - shift[:, None], shift,
                 lambda w: w.sum(1, keepdim=True) * q.x64 - torch.einsum("bk,bkd->bd", w, diff), idx + lo)
-            if hi - lo > idx.shape[1]:
-                ref = shift if total is None else torch.maximum(total.m, shift)
-                err = self._error(q, lo, hi)
-                kth = (g.gather(1, idx[:, -1:]).squeeze(1).to(torch.float64) - q.half_sq) * q.inv_s2
-                dense = kth + err > ref - self.skip_nats
-                for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
-                    r = torch.nonzero(mask).squeeze(1)
-                    if r.numel():
-                        chunk = self._add_rest(chunk, q, r, g, idx, lo, hi, self._exact(slice(lo, hi)) if precise else None)
             total = chunk.merge(total)
+            if hi - lo > idx.shape[1]:
+                err = self._error(q, lo, hi)
+                kth = self._to_logits(g.gather(1, idx[:, -1:]).to(torch.float64), q, slice(None))[:, 0]
+                pending.append((lo, hi, idx, kth + err, err))
+            del g, diff  # free this chunk's buffers before the next one is allocated
+        for lo, hi, idx, bound, err in pending:
+            dense = bound > total.m - self.skip_nats
+            for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
+                rows = torch.nonzero(mask).squeeze(1)
+                if rows.numel():
+                    total = self._add_rest(total, q, rows, idx[rows], lo, hi, precise)
         return (total.mean(), total.max_weight(), total.arg, total.entropy(), total.log_normalizer())
 
-    def _add_rest(self, chunk: SoftmaxStats, q: _Query, rows: Tensor, g: Tensor, idx: Tensor, lo: int, hi: int,
-                  items64: Tensor | None) -> SoftmaxStats:
-        """Add the items of ``lo:hi`` other than the exact top-k, for query ``rows``, to the chunk statistics
-        (in float64 with the centred float64 items ``items64`` when given, else in the compute dtype)."""
-        rel = self._logits(q, rows, g, lo, hi, items64, chunk.m[rows])
-        rel.scatter_(1, idx[rows], -1e4)  # the exact top-k are already counted: weight exp(-1e4) = 0
-        w = torch.exp(rel)
-        s = w.sum(1, dtype=torch.float64)
-        t = torch.linalg.vecdot(w, rel).to(torch.float64)
-        acc = (w @ (self.centered[lo:hi].to(w.dtype) if items64 is None else items64)).to(torch.float64)
-        return SoftmaxStats(chunk.m, chunk.s.index_add(0, rows, s), chunk.t.index_add(0, rows, t),
-                            chunk.acc.index_add(0, rows, acc), chunk.best, chunk.arg)
+    def _add_rest(self, total: SoftmaxStats, q: _Query, rows: Tensor, idx: Tensor, lo: int, hi: int,
+                  precise: bool) -> SoftmaxStats:
+        """Add items ``lo:hi`` except the already-counted top-k ``idx`` (chunk-local) for query ``rows`` to
+        ``total`` (at its reference ``m``), in blocks of bounded size; float64 matmuls if ``precise``."""
+        s = t = acc = 0.0
+        step = max(1, self.rest_block // self.d)
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            items = self._exact(slice(a, b)) if precise else self.centered[a:b]
+            rel = self._to_logits(self._scores(q, rows, items, a, b, precise), q, rows, total.m[rows])
+            local = idx - (a - lo)
+            inside = (local >= 0) & (local < b - a)
+            hits = torch.zeros(rel.shape, dtype=torch.int32, device=rel.device)
+            hits.scatter_add_(1, local.clamp(0, b - a - 1), inside.to(torch.int32))
+            rel = rel.masked_fill(hits > 0, -1e4)  # the exact top-k are already counted: exp(-1e4) = 0
+            w = torch.exp(rel)
+            s = s + w.sum(1, dtype=torch.float64)
+            t = t + torch.linalg.vecdot(w, rel).to(torch.float64)
+            acc = acc + (w @ items.to(w.dtype)).to(torch.float64)
+        return SoftmaxStats(total.m, total.s.index_add(0, rows, s), total.t.index_add(0, rows, t),
+                            total.acc.index_add(0, rows, acc), total.best, total.arg)

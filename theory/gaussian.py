@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, check_finite, sigma_per_item
-from theory.empirical import check_data, check_positive_int
+from theory.denoiser import Sigma, check_batch, check_finite
+from theory.empirical import check_data, check_positive_int, sigma64
 
 
 def check_cov(cov: Tensor, d: int, name: str = "cov") -> tuple[Tensor, Tensor]:
@@ -88,7 +88,7 @@ class Gaussians:
 def flat_query(x: Tensor, sigma: Sigma, item_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """Validate ``x``, ``sigma``; return flat float64 ``x`` (B, d) and ``sigma^2`` (B,) float64 on ``x``'s device."""
     check_batch(x, item_shape)
-    s = sigma_per_item(sigma, x).to(torch.float64)
+    s = sigma64(sigma, x)
     return x.reshape(x.shape[0], -1).to(torch.float64), s.square()
 
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, sigma_per_item
-from theory.empirical import SoftmaxStats, check_data, check_positive_int
+from theory.denoiser import Sigma, check_batch
+from theory.empirical import SoftmaxStats, check_data, check_positive_int, sigma64
 
 
 def _patch_sizes(patch_size: int | tuple[int, ...], spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -82,7 +82,7 @@ class LocalPatchDenoiser:
 
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
         check_batch(x, self.item_shape)
-        s = sigma_per_item(sigma, x).to(torch.float64)
+        s = sigma64(sigma, x)
         xi = x.to(torch.float64)
         q = extract_patches(xi[:, None] if xi.ndim == 2 else xi, self.sizes) - self.center  # (B, M, P)
         b = x.shape[0]
