@@ -10,16 +10,17 @@ of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and the
 ``E = 4 u (sqrt(d) ||x|| max||x_i|| + (||x||^2 + max||x_i||^2) / 2) / sigma^2`` nats (``u`` the unit
 roundoff; measured worst cases stay under a third of it), thousands of nats at small ``sigma``. So:
 
-1. the ``exact_top`` largest matmul logits of every chunk are recomputed exactly, as float64 direct
-   differences ``sum_k (x_k - x_ik)^2``;
-2. if the ``k``-th matmul logit plus ``E`` lies more than ``40 + log n`` nats under the running maximum,
-   the other items of the chunk are skipped (their total weight is below ``e^-40`` relative);
-3. otherwise they enter with their matmul logits when ``E <= logit_tol``, and with float64-matmul logits
-   (error ~1e-16 of the above) when not.
+1. first pass: the ``exact_top`` largest matmul logits of every chunk are recomputed exactly, as float64
+   direct differences ``sum_k (x_k - x_ik)^2``; this fixes the maximum logit of every query;
+2. second pass, for each (query, chunk) pair: if the chunk's ``k``-th matmul logit plus ``E`` lies more
+   than ``40 + log n`` nats under that maximum, its other items are skipped (total weight below ``e^-40``
+   relative); otherwise they are added with their matmul logits when ``E <= logit_tol``, or with
+   float64-matmul logits (error ~1e-16 of the above) when not, in blocks of ``rest_block`` elements.
 
-So the weights are exact up to ``logit_tol`` nats (default 1e-5) at every ``sigma``, and the fast float32
-path is used wherever that is possible. Chunks are merged with an online log-sum-exp
-(:class:`SoftmaxStats`): working memory is ``O(B (chunk_size + exact_top d))`` whatever ``n``.
+So the weights are exact up to ``logit_tol`` nats (default 1e-5) at every ``sigma``; the float32 path is
+used wherever that is possible, and where the posterior is concentrated the cost is one matmul per chunk.
+Statistics are merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
+``O(B (chunk_size + exact_top d) + rest_block)``, whatever ``n``.
 """
 from __future__ import annotations
 
