@@ -24,17 +24,17 @@ from sims.training import derive_seed
 @torch.no_grad()
 def generate(denoiser: nn.Module, num: int, item_shape: tuple[int, ...], num_steps: int = 18, batch: int = 256,
              seed: int = 0, device: str = "cpu", bf16: bool = False) -> Tensor:
-    """``num`` samples by ``sims.samplers.edm_heun`` in batches; batch ``b`` draws its noise from a generator
-    seeded by ``(seed, b)`` so the samples do not depend on ``batch`` beyond float rounding. Returned on CPU."""
+    """``num`` samples by ``sims.samplers.edm_heun``, ``batch`` at a time. Sample ``i`` starts from noise
+    seeded by ``(seed, i)``, so the samples do not depend on ``batch`` or ``num`` (beyond float rounding).
+    Returned on CPU as float32."""
     from sims.samplers import edm_heun
 
     if num < 1 or batch < 1:
         raise ValueError(f"num and batch must be >= 1, got {num}, {batch}")
     out = []
-    for b, start in enumerate(range(0, num, batch)):
-        k = min(batch, num - start)
-        gen = torch.Generator().manual_seed(derive_seed(seed, b))
-        noise = torch.randn(k, *item_shape, generator=gen).to(device)
+    for start in range(0, num, batch):
+        noise = torch.stack([torch.randn(item_shape, generator=torch.Generator().manual_seed(derive_seed(seed, i)))
+                             for i in range(start, min(start + batch, num))]).to(device)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             x = edm_heun(denoiser, noise, num_steps=num_steps)
         out.append(x.float().cpu())
@@ -71,3 +71,75 @@ def nearest_grid(samples: Tensor, train: Tensor, nn_index: Tensor, path: str | P
     out = save_figure(fig, path, config, seed)
     plt.close(fig)
     return out
+
+
+class on_device:  # noqa: N801 (used like a function)
+    """Adapt a denoiser on ``device`` to CPU callers: ``D(x, sigma)`` moves ``x`` (and a tensor ``sigma``)
+    there and the result back to ``x``'s device and dtype."""
+
+    def __init__(self, denoiser, device: str) -> None:
+        self.denoiser, self.device = denoiser, torch.device(device)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, sigma) -> Tensor:
+        s = sigma.to(self.device) if torch.is_tensor(sigma) else sigma
+        return self.denoiser(x.to(self.device), s).to(x.device, x.dtype)
+
+
+def feature_space(args, dataset: str, data_path: str | None, device: str) -> FeatureNet:
+    """``args.features``: the dataset's cached classifier (trained on first use) or raw pixels."""
+    if args.features == "pixels":
+        return PIXELS
+    from image_track.features import ClassifierConfig, feature_net
+
+    return feature_net(dataset, data_path, args.cache_dir, ClassifierConfig(epochs=args.classifier_epochs),
+                       device=device, progress=True)
+
+
+def evaluate_samples(samples: Tensor, split: Split, features: FeatureNet, num_reference: int = 10000) -> dict[str, Any]:
+    """FD on ``features`` (samples vs held-out reals; the training subset vs the same reals as a floor),
+    pixel-space distribution metrics, and memorization of the training subset by the samples and, as a
+    calibration, by as many held-out reals."""
+    from sims import metrics
+
+    ref = split.held[:num_reference]
+    reals = split.held[-min(samples.shape[0], split.held.shape[0]):]  # unseen reals, as many as samples
+    flat = lambda t: t.reshape(t.shape[0], -1).double()  # noqa: E731
+    f_s, f_tr, f_ref, f_reals = features(samples), features(split.train), features(ref), features(reals)
+    mem = metrics.memorization_report(flat(samples), flat(split.train), features=f_s, train_features=f_tr)
+    mem_reals = metrics.memorization_report(flat(reals), flat(split.train), features=f_reals, train_features=f_tr)
+    pw = metrics.pca_wasserstein_js(flat(samples), flat(ref))
+    fd = float(metrics.frechet_distance(f_s, f_ref))
+    report = {
+        "features": features.name,
+        "fd": fd,
+        "fd_train_subset_vs_reference": float(metrics.frechet_distance(f_tr, f_ref)),
+        "fd_pixels": float(metrics.frechet_distance(flat(samples), flat(ref))),
+        "pixel_pca_wasserstein": pw["wasserstein"], "pixel_pca_js": pw["js"],
+        "pixel_mmd_rbf": float(metrics.mmd_rbf(flat(samples), flat(ref))),
+        "memorization": mem, "memorization_held_out_reals": mem_reals,
+        "num_samples": samples.shape[0], "num_reference": ref.shape[0], "num_train": split.train.shape[0],
+    }
+    report["summary"] = {"fd": fd, "features": features.name, "memorized_share": mem["feature_cos_0.95"],
+                         "held_out_reals_share": mem_reals["feature_cos_0.95"]}
+    return report
+
+
+def evaluate_run(run_dir: str | Path, args, device: str) -> dict[str, Any]:
+    """``memdiff image eval``: sample the run's EMA model, evaluate, write ``eval/eval.json`` and ``eval/nearest.png``."""
+    from image_track.train import load_run, load_split
+
+    run, model = load_run(run_dir, device, use_ema=not args.no_ema)
+    split = load_split(run)
+    samples = generate(model, args.num_samples, tuple(split.train.shape[1:]), num_steps=args.sample_steps,
+                       batch=args.sample_batch, seed=args.sample_seed, device=device)
+    report = evaluate_samples(samples, split, feature_space(args, run.dataset, run.data_path, device))
+    out = Path(run_dir) / "eval"
+    config = {"run": run.to_dict(), "eval": {k: v for k, v in vars(args).items() if k != "func"}}
+    atomic_write_json(out / "eval.json", {**report, "config": config})
+    from sims.metrics import nearest_neighbours
+
+    nn_idx = nearest_neighbours(samples.reshape(samples.shape[0], -1), split.train.reshape(split.train.shape[0], -1))
+    nearest_grid(samples, split.train, nn_idx, out / "nearest.png", config, args.sample_seed,
+                 title=f"{run.dataset} n={run.n} loss={run.loss}: samples beside their nearest training image")
+    return report

@@ -1,0 +1,123 @@
+"""``memdiff image paired``: closed-form theory and a trained U-Net on the very same training subset.
+
+One command, one JSON (``paired.json``) and one figure (``paired_figure.png``), for one configuration (data, n,
+loss, sigma_n or interval, seed):
+
+- the trained model (trained here, resumably, unless the run folder already holds the finished run);
+- its per-noise-level readout ``r(sigma) = E||D_theta - D_emp||^2 / E||D_gen - D_emp||^2``
+  (``sims.readout.paired_readout``) with ``D_emp`` the empirical denoiser of the training subset and
+  ``D_gen`` the empirical denoiser of a large disjoint held-out pool, plus the memorization necessity
+  ``M(sigma)`` and the train / test losses of all three; for ambient losses also ``r`` against the
+  ambient optimum ``theory.AmbientDenoiser`` on the fixed noisy copies (``sigma > sigma_n``);
+- the closed-form diagnostics of ``theory.diagnostics`` on that subset (when that module is present);
+- the model's sample quality and memorization (``evaluate.evaluate_samples``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from image_track.evaluate import evaluate_samples, feature_space, generate, on_device
+from image_track.train import ImageRun, load_run, load_split, train_image_model
+from sims.artifacts import atomic_write_json, provenance, save_figure
+from sims.readout import copy_onset, paired_readout
+from theory.ambient import AmbientDenoiser
+from theory.empirical import EmpiricalDenoiser
+
+
+def sigma_grid(num: int, lo: float = 0.002, hi: float = 80.0) -> np.ndarray:
+    """``num`` noise levels spaced evenly in ``log sigma`` over EDM's sampling range."""
+    if num < 2 or not 0 < lo < hi:
+        raise ValueError(f"need num >= 2 and 0 < lo < hi, got {num}, {lo}, {hi}")
+    return np.geomspace(lo, hi, num)
+
+
+def gen_pool_and_test(held: Tensor, num_test: int) -> tuple[Tensor, Tensor]:
+    """Split the held-out pool into disjoint ``(D_gen pool, test items)``: the last ``num_test`` are tests."""
+    if held.shape[0] < num_test + 2:
+        raise ValueError(f"held-out pool must hold more than {num_test + 1} items, got {held.shape[0]}")
+    return held[:-num_test], held[-num_test:]
+
+
+def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str, Any]:
+    out = Path(run.train.out_dir)
+    train_image_model(run, resume=True)  # a no-op when the run is already finished
+    _, model = load_run(out, device)
+    split = load_split(run)
+    pool, test = gen_pool_and_test(split.held, args.readout_items)
+    net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)),
+                                                        EmpiricalDenoiser(pool.to(device))))
+    sigmas = sigma_grid(args.num_sigmas)
+    readout = paired_readout(net, emp, gen, split.train, test, sigmas, num_items=args.readout_items, seed=run.data_seed)
+    result: dict[str, Any] = {
+        "run": run.to_dict(),
+        "readout": readout.to_dict(),
+        "copy_onset_sigma": copy_onset(readout.sigma, readout.ratio),
+        "d_gen": f"empirical denoiser of {pool.shape[0]} held-out images",
+    }
+    if split.y is not None:
+        above = sigmas[sigmas > split.sigma_n * 1.001]
+        amb = on_device(AmbientDenoiser(split.y.to(device), split.sigma_n), device)
+        r_amb = paired_readout(net, amb, gen, split.train, test, above, num_items=args.readout_items, seed=run.data_seed)
+        result["ambient_readout"] = r_amb.to_dict()
+    result["theory"] = _theory_diagnostics(split.train, sigmas)
+    features = feature_space(args, run.dataset, run.data_path, device)
+    samples = generate(model, args.num_samples, tuple(split.train.shape[1:]), num_steps=args.sample_steps,
+                       batch=args.sample_batch, seed=args.sample_seed, device=device)
+    result["evaluation"] = evaluate_samples(samples, split, features)
+    result["summary"] = {"copy_onset_sigma": result["copy_onset_sigma"], **result["evaluation"]["summary"]}
+    atomic_write_json(out / "paired.json", {**result, "provenance": provenance(run.to_dict(), run.train.seed)})
+    _figure(result, split.sigma_n, out / "paired_figure.png", run)  # its sidecar: paired_figure.json
+    return result
+
+
+def _theory_diagnostics(train: Tensor, sigmas: np.ndarray) -> dict[str, Any]:
+    """Closed-form diagnostics of ``theory.diagnostics`` on the training subset; reported as pending
+    while that module is absent."""
+    try:
+        from theory import diagnostics
+    except ImportError:
+        return {"status": "pending: theory.diagnostics is not available in this tree"}
+    table = diagnostics.noise_level_table(train, sigmas)
+    return {"status": "ok", "table": table, "collapse_sigma": diagnostics.collapse_sigma_entropy(train)}
+
+
+def _figure(result: dict[str, Any], sigma_n: float | None, path: Path, run: ImageRun) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = result["readout"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.semilogx(r["sigma"], r["ratio"], "o-", label=r"$r(\sigma)$ vs $D_{emp}$")
+    a.semilogx(r["sigma"], r["necessity"], "s--", label=r"necessity $M(\sigma)$")
+    if "ambient_readout" in result:
+        ra = result["ambient_readout"]
+        a.semilogx(ra["sigma"], ra["ratio"], "^-", label=r"$r(\sigma)$ vs ambient optimum")
+    for s, style, label in ((sigma_n, ":", r"$\sigma_n$"), (result["copy_onset_sigma"], "-.", "copy onset"),
+                            (result["theory"].get("collapse_sigma"), "--", r"collapse $\sigma_C$")):
+        if s is not None and np.isfinite(s):
+            a.axvline(s, color="grey", ls=style, lw=1, label=label)
+    a.set_xlabel(r"$\sigma$")
+    finite = [v for v in (*r["ratio"], *r["necessity"]) if np.isfinite(v)]
+    a.set_ylim(-0.05, min(max([1.2, *finite]) * 1.05, 5.0))  # r can be large for a poor net: cap the view
+    a.legend(fontsize=7)
+    a.set_title("trained net vs memorizer", fontsize=9)
+    for key, style in (("net", "-"), ("emp", "--"), ("gen", ":")):
+        b.loglog(r["sigma"], r[f"{key}_train"], style, label=f"{key} train")
+        b.loglog(r["sigma"], r[f"{key}_test"], style, marker=".", label=f"{key} test")
+    b.set_xlabel(r"$\sigma$")
+    b.set_ylabel("per-coordinate MSE")
+    b.legend(fontsize=7, ncol=2)
+    ev = result["evaluation"]["summary"]
+    fig.suptitle(f"{run.dataset} n={run.n} loss={run.loss} dist={run.dist}"
+                 + (f" sigma_n={run.sigma_n}" if run.sigma_n else "")
+                 + f" | FD={ev['fd']:.3g} ({ev['features']}) | memorized={ev['memorized_share']:.3f}", fontsize=8)
+    save_figure(fig, path, run.to_dict(), run.train.seed)
+    plt.close(fig)
