@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="a run.json to take the run from (overrides the run flags)")
     p.add_argument("--out", required=True, help="run folder (trained here unless it holds a finished run)")
     p.add_argument("--num-sigmas", type=int, default=13, help="noise levels of the readout grid")
-    p.add_argument("--readout-items", type=int, default=256)
+    p.add_argument("--readout-items", type=int, default=256, help="train and test items per noise level")
+    p.add_argument("--gen-pool", type=int, default=10000, help="held-out images behind the generalizing D_gen")
     p = sub.add_parser("classifier", help="train and cache the feature classifier on the full training split",
                        formatter_class=fmt)
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "cifar10", "digits"))
@@ -133,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "paired":
         from image_track.paired import paired_run
 
-        run = (ImageRun.from_dict(json.loads(Path(args.config).read_text())) if args.config
-               else run_from_args(args, args.out, device))
+        run = run_from_args(args, args.out, device)
+        if args.config:  # the run from a run.json, trained into --out on this device
+            run = ImageRun.from_dict(json.loads(Path(args.config).read_text()))
+            run.train = dataclasses.replace(run.train, out_dir=args.out, device=device)
         report = paired_run(run, args, device)
         print(json.dumps(report["summary"], indent=2))
     else:

@@ -116,11 +116,11 @@ def load_cifar10(path: str | Path, split: str = "train") -> tuple[Tensor, Tensor
 
 
 def load_digits() -> tuple[Tensor, Tensor]:
-    """scikit-learn's 1,797 real 8x8 digits (grey levels 0..16): ``(1797, 1, 8, 8)`` images, labels 0..9."""
-    from sklearn.datasets import load_digits as sk_digits
+    """scikit-learn's 1,797 real 8x8 digits (``sims.data.digits``) as ``(1797, 1, 8, 8)`` images, labels 0..9."""
+    from sims.data import digits
 
-    d = sk_digits()
-    return to_unit_range(d.images[:, None], 16.0), torch.from_numpy(d.target.astype(np.int64))
+    x, labels = digits()
+    return x.reshape(-1, 1, 8, 8), labels
 
 
 def load_images(name: str, path: str | Path | None = None, split: str = "train") -> tuple[Tensor, Tensor]:

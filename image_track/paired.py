@@ -9,7 +9,9 @@ loss, sigma_n or interval, seed):
   ``D_gen`` the empirical denoiser of a large disjoint held-out pool, plus the memorization necessity
   ``M(sigma)`` and the train / test losses of all three; for ambient losses also ``r`` against the
   ambient optimum ``theory.AmbientDenoiser`` on the fixed noisy copies (``sigma > sigma_n``);
-- the closed-form diagnostics of ``theory.diagnostics`` on that subset (when that module is present);
+- the closed-form diagnostics of ``theory`` on that subset (on CPU: ``theory.diagnostics`` draws its
+  noise there): per-sigma losses / necessity / concentration,
+  collapse and speciation levels, and the copy rate of closed-form generation;
 - the model's sample quality and memorization (``evaluate.evaluate_samples``).
 """
 from __future__ import annotations
@@ -37,11 +39,13 @@ def sigma_grid(num: int, lo: float = 0.002, hi: float = 80.0) -> np.ndarray:
     return np.geomspace(lo, hi, num)
 
 
-def gen_pool_and_test(held: Tensor, num_test: int) -> tuple[Tensor, Tensor]:
-    """Split the held-out pool into disjoint ``(D_gen pool, test items)``: the last ``num_test`` are tests."""
-    if held.shape[0] < num_test + 2:
-        raise ValueError(f"held-out pool must hold more than {num_test + 1} items, got {held.shape[0]}")
-    return held[:-num_test], held[-num_test:]
+def gen_pool_and_test(held: Tensor, num_test: int, max_pool: int) -> tuple[Tensor, Tensor]:
+    """Split the held-out pool into disjoint ``(D_gen pool, test items)``: the last ``num_test`` are the
+    tests, the first ``max_pool`` of the rest the pool of the generalizing empirical denoiser."""
+    if held.shape[0] < num_test + 2 or max_pool < 2:
+        raise ValueError(f"held-out pool must hold more than {num_test + 1} items and max_pool must be >= 2, "
+                         f"got {held.shape[0]} and {max_pool}")
+    return held[:-num_test][:max_pool], held[-num_test:]
 
 
 def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str
     train_image_model(run, resume=True)  # a no-op when the run is already finished
     _, model = load_run(out, device)
     split = load_split(run)
-    pool, test = gen_pool_and_test(split.held, args.readout_items)
+    pool, test = gen_pool_and_test(split.held, args.readout_items, args.gen_pool)
     net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)),
                                                         EmpiricalDenoiser(pool.to(device))))
     sigmas = sigma_grid(args.num_sigmas)
@@ -60,12 +64,15 @@ def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str
         "copy_onset_sigma": copy_onset(readout.sigma, readout.ratio),
         "d_gen": f"empirical denoiser of {pool.shape[0]} held-out images",
     }
-    if split.y is not None:
+    amb = AmbientDenoiser(split.y, split.sigma_n) if split.y is not None else None
+    if amb is not None:
         above = sigmas[sigmas > split.sigma_n * 1.001]
-        amb = on_device(AmbientDenoiser(split.y.to(device), split.sigma_n), device)
-        r_amb = paired_readout(net, amb, gen, split.train, test, above, num_items=args.readout_items, seed=run.data_seed)
+        r_amb = paired_readout(net, on_device(AmbientDenoiser(split.y.to(device), split.sigma_n), device), gen,
+                               split.train, test, above, num_items=args.readout_items, seed=run.data_seed)
         result["ambient_readout"] = r_amb.to_dict()
-    result["theory"] = _theory_diagnostics(split.train, sigmas)
+    result["theory"] = _theory_diagnostics(split.train, test, pool, sigmas, EmpiricalDenoiser(split.train),
+                                           EmpiricalDenoiser(pool), amb, args.readout_items, args.num_samples,
+                                           run.data_seed)
     features = feature_space(args, run.dataset, run.data_path, device)
     samples = generate(model, args.num_samples, tuple(split.train.shape[1:]), num_steps=args.sample_steps,
                        batch=args.sample_batch, seed=args.sample_seed, device=device)
@@ -76,15 +83,22 @@ def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str
     return result
 
 
-def _theory_diagnostics(train: Tensor, sigmas: np.ndarray) -> dict[str, Any]:
-    """Closed-form diagnostics of ``theory.diagnostics`` on the training subset; reported as pending
-    while that module is absent."""
-    try:
-        from theory import diagnostics
-    except ImportError:
-        return {"status": "pending: theory.diagnostics is not available in this tree"}
-    table = diagnostics.noise_level_table(train, sigmas)
-    return {"status": "ok", "table": table, "collapse_sigma": diagnostics.collapse_sigma_entropy(train)}
+def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.ndarray, emp, gen, amb,
+                        num_items: int, num_samples: int, seed: int) -> dict[str, Any]:
+    """Closed forms on the training subset: ``theory.diagnostics.diagnose`` per noise level (losses,
+    necessity, gap, posterior concentration of the empirical / generalizing / ambient optima), the
+    collapse level (excess-entropy root with the held-out pool as population draws, ``n`` = subset size),
+    the speciation level, and the copy rate of closed-form generation (``theory.generation``)."""
+    from theory import diagnostics, generation
+
+    table = diagnostics.diagnose(train, test, gen, sigmas, ambient=amb, emp=emp, num_items=num_items, seed=seed)
+    dens = {"empirical": emp, "generalizing": gen} | ({"ambient_switch": generation.SwitchDenoiser(amb, emp, amb.sigma_n * 1.001)}
+                                                       if amb is not None else {})
+    copies = generation.generation_table(dens, train, num_samples=num_samples, seed=seed)
+    return {"table": table.to_dict(orient="list"),
+            "collapse_sigma": diagnostics.collapse_sigma_entropy(pool, n=train.shape[0], seed=seed),
+            "speciation_sigma": diagnostics.speciation_sigma(train),
+            "closed_form_generation": copies.to_dict(orient="list")}
 
 
 def _figure(result: dict[str, Any], sigma_n: float | None, path: Path, run: ImageRun) -> None:
