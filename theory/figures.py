@@ -1,0 +1,118 @@
+"""Theory figures, and ``memdiff figs theory``: regenerate ``paper_figs/theory`` (PNGs with provenance
+sidecars, plus the CSV tables) from fixed configurations of the ``memdiff theory`` pipeline.
+
+* ``plot_diagnostics``: per-sigma losses, memorization necessity ``M``, relative generalization gap,
+  posterior concentration and the excess entropy ``f`` on a log-sigma axis, with ``sigma_C`` and
+  ``sigma_S`` (and ``sigma_n``) marked;
+* ``plot_switch_sweep``: copy share of closed-form hybrids against the switch level.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from sims.artifacts import REPO_ROOT
+
+COLORS = {"empirical": "tab:red", "generalizing": "k", "ambient": "tab:blue"}
+LEVELS = (("sigma_C", "tab:green", "-", r"$\sigma_C$"), ("sigma_C_isotropic", "tab:green", ":", r"$\sigma_C$ iso"),
+          ("sigma_S", "tab:purple", "--", r"$\sigma_S$"), ("sigma_n", "tab:blue", "-.", r"$\sigma_n$"))
+
+
+def mark_levels(ax, scales: dict[str, Any], label: bool = False) -> None:
+    """Vertical lines at the collapse / speciation / corruption levels present (finite) in ``scales``."""
+    for key, color, style, text in LEVELS:
+        v = scales.get(key)
+        if v is not None and math.isfinite(v):
+            ax.axvline(v, color=color, ls=style, lw=1, alpha=0.8, label=text if label else None)
+
+
+def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str, Any], title: str = ""):
+    """Six panels of :func:`theory.diagnostics.diagnose` output and the excess-entropy curve(s)."""
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
+    (a_loss, a_nec, a_gap), (a_top, a_eff, a_ent) = axes
+    gen = diag[diag.denoiser == "generalizing"].set_index("sigma")
+    for name, g in diag.groupby("denoiser", sort=False):
+        g = g.set_index("sigma").dropna(subset=["loss_train"])
+        c = COLORS.get(name, None)
+        a_loss.plot(g.index, g.loss_train, color=c, label=f"{name} train")
+        a_loss.plot(g.index, g.loss_test, color=c, ls="--", label=f"{name} test")
+        if name != "generalizing":
+            a_nec.plot(g.index, g.necessity, color=c, marker=".", label=name)
+            a_gap.plot(g.index, g.gap / gen.loss_test.loc[g.index], color=c, marker=".", label=name)
+        if g.max_weight.notna().any():
+            a_top.plot(g.index, g.max_weight, color=c, marker=".", label=f"{name} (train queries)")
+            a_top.plot(g.index, g.max_weight_test, color=c, ls="--", label=f"{name} (held-out queries)")
+            a_eff.plot(g.index, g.eff_items, color=c, marker=".", label=f"{name} (train queries)")
+            a_eff.plot(g.index, g.eff_items_test, color=c, ls="--", label=f"{name} (held-out queries)")
+    for col in entropy.columns.drop("sigma"):
+        a_ent.plot(entropy.sigma, entropy[col], marker=".", label=col.replace("f_", "density: "))
+    floor = gen.loss_train.min()
+    if floor > 0:  # the memorizer's training loss reaches 0 at small sigma: keep the axis readable
+        a_loss.set_ylim(bottom=1e-2 * floor)
+    a_ent.axhline(0, color="0.5", lw=0.8)
+    a_nec.axhline(0, color="0.5", lw=0.8)
+    a_gap.axhline(0, color="0.5", lw=0.8)
+    panels = ((a_loss, r"$L(D,\sigma)$ per coordinate", "log"),
+              (a_nec, r"necessity $M = 1 - L_{train}(D) / L_{train}(D_{gen})$", "linear"),
+              (a_gap, r"relative gap $(L_{test}(D) - L_{test}(D_{gen})) / L_{test}(D_{gen})$", "symlog"),
+              (a_top, "mean largest posterior weight", "linear"),
+              (a_eff, r"effective items $\exp H(w)$", "log"),
+              (a_ent, r"excess entropy $f(\sigma) = (\log n - I)/d$", "linear"))
+    for ax, ylabel, yscale in panels:
+        ax.set_xscale("log")
+        ax.set_yscale(yscale, **({"linthresh": 1e-2} if yscale == "symlog" else {}))
+        ax.set_xlabel(r"$\sigma$")
+        ax.set_ylabel(ylabel)
+        mark_levels(ax, scales, label=ax is a_nec)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_switch_sweep(sweep: pd.DataFrame, scales: dict[str, Any], title: str = ""):
+    """Copy share against ``sigma_switch`` for the ``memorize_below`` and ``memorize_above`` hybrids."""
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    labels = {"memorize_below": r"memorizer below $\sigma_{switch}$, generalizer above",
+              "memorize_above": r"memorizer above $\sigma_{switch}$, generalizer below"}
+    for hybrid, g in sweep.groupby("hybrid", sort=False):
+        ax.plot(g.sigma_switch, g.copy_share, marker="o", label=labels.get(hybrid, hybrid))
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(r"$\sigma_{switch}$")
+    ax.set_ylabel(r"copy share ($d_1 / d_2 < 1/3$)")
+    mark_levels(ax, scales, label=True)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ---- memdiff figs theory --------------------------------------------------------------------------------------
+
+PAPER_CONFIGS: dict[str, dict[str, Any]] = {
+    "gmm": {"data": "gmm", "n": 300, "test": 500, "num_items": 256, "samples": 200},
+    "mnist1d": {"data": "mnist1d", "n": 300, "test": 500, "pool": 8000, "num_items": 256, "samples": 200},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(REPO_ROOT / "paper_figs" / "theory"), help="output folder")
+    parser.add_argument("--only", choices=sorted(PAPER_CONFIGS), default=None, help="one dataset only")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from theory.cli import TheoryConfig, run_theory
+
+    names = [args.only] if args.only else list(PAPER_CONFIGS)
+    for name in names:
+        cfg = TheoryConfig(**PAPER_CONFIGS[name], seed=args.seed)
+        run_theory(cfg, Path(args.out) / name)
+        print(f"wrote {Path(args.out) / name}")
+    return 0
