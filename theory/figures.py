@@ -1,7 +1,7 @@
 """Theory figures, and ``memdiff figs theory``: regenerate ``paper_figs/theory`` (PNGs with provenance
 sidecars, plus the CSV tables) from fixed configurations of the ``memdiff theory`` pipeline.
 
-* ``plot_diagnostics``: per-sigma losses, memorization necessity ``M``, relative generalization gap,
+* ``plot_diagnostics``: per-sigma losses, memorization necessity ``M``, held-out loss ratio,
   posterior concentration and the excess entropy ``f`` on a log-sigma axis, with ``sigma_C`` and
   ``sigma_S`` (and ``sigma_n``) marked;
 * ``plot_switch_sweep``: copy share of closed-form hybrids against the switch level.
@@ -43,7 +43,7 @@ def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str
         a_loss.plot(g.index, g.loss_test, color=c, ls="--", label=f"{name} test")
         if name != "generalizing":
             a_nec.plot(g.index, g.necessity, color=c, marker=".", label=name)
-            a_gap.plot(g.index, g.gap / gen.loss_test.loc[g.index], color=c, marker=".", label=name)
+            a_gap.plot(g.index, g.loss_test / gen.loss_test.loc[g.index], color=c, marker=".", label=name)
         if g.max_weight.notna().any():
             a_top.plot(g.index, g.max_weight, color=c, marker=".", label=f"{name} (train queries)")
             a_top.plot(g.index, g.max_weight_test, color=c, ls="--", label=f"{name} (held-out queries)")
@@ -56,16 +56,16 @@ def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str
         a_loss.set_ylim(bottom=1e-2 * floor)
     a_ent.axhline(0, color="0.5", lw=0.8)
     a_nec.axhline(0, color="0.5", lw=0.8)
-    a_gap.axhline(0, color="0.5", lw=0.8)
+    a_gap.axhline(1, color="0.5", lw=0.8)
     panels = ((a_loss, r"$L(D,\sigma)$ per coordinate", "log"),
               (a_nec, r"necessity $M = 1 - L_{train}(D) / L_{train}(D_{gen})$", "linear"),
-              (a_gap, r"relative gap $(L_{test}(D) - L_{test}(D_{gen})) / L_{test}(D_{gen})$", "symlog"),
+              (a_gap, r"held-out loss ratio $L_{test}(D) / L_{test}(D_{gen})$", "log"),
               (a_top, "mean largest posterior weight", "linear"),
               (a_eff, r"effective items $\exp H(w)$", "log"),
-              (a_ent, r"excess entropy $f(\sigma) = (\log n - I)/d$", "linear"))
+              (a_ent, r"excess entropy $f(\sigma) = (\log n - I)/d$", "symlog"))
     for ax, ylabel, yscale in panels:
         ax.set_xscale("log")
-        ax.set_yscale(yscale, **({"linthresh": 1e-2} if yscale == "symlog" else {}))
+        ax.set_yscale(yscale, **({"linthresh": 0.1} if yscale == "symlog" else {}))
         ax.set_xlabel(r"$\sigma$")
         ax.set_ylabel(ylabel)
         mark_levels(ax, scales, label=ax is a_nec)
