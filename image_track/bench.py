@@ -62,8 +62,8 @@ def bench_variant(run: ImageRun, bf16: bool, compile_: bool, steps: int, warmup:
     step_s = statistics.median(r["sec_per_step"] for r in rows[warmup:])
     train_peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
     model = result.ema
-    if compile_:
-        model = torch.compile(model)
+    if compile_:  # compile the U-Net only: samplers pass sigma as a float, which would recompile the wrapper per step
+        model.net = torch.compile(model.net)
     gen = lambda: generate(model, sample_batch, (c, side, side), num_steps=sample_steps,  # noqa: E731
                            batch=sample_batch, device=device, bf16=bf16)
     gen()  # warm-up (and compilation)

@@ -147,6 +147,9 @@ def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True)
     if tuple(split.train.shape[1:]) != (run.unet.in_channels, run.unet.resolution, run.unet.resolution):
         raise ValueError(f"unet in_channels/resolution must match the data {tuple(split.train.shape[1:])}, got "
                          f"({run.unet.in_channels}, {run.unet.resolution}, {run.unet.resolution})")
+    if run.train.device.startswith("cuda"):  # TF32 matmuls and tuned convolutions for the fp32 parts
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     model = build_denoiser(run)
     rank0 = not dist.is_initialized() or dist.get_rank() == 0
     if rank0 and verbose:

@@ -335,8 +335,7 @@ def _clip(model: nn.Module, max_norm: float | None) -> Tensor:
 @torch.no_grad()
 def _ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
     """``ema <- beta * ema + (1 - beta) * model`` for parameters; buffers are copied."""
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p.detach(), 1.0 - beta)
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - beta)
     for be, b in zip(ema.buffers(), model.buffers()):
         be.copy_(b)
 
