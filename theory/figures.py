@@ -51,9 +51,10 @@ def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str
             a_eff.plot(g.index, g.eff_items_test, color=c, ls="--", label=f"{name} (held-out queries)")
     for col in entropy.columns.drop("sigma"):
         a_ent.plot(entropy.sigma, entropy[col], marker=".", label=col.replace("f_", "density: "))
-    floor = gen.loss_train.min()
-    if floor > 0:  # the memorizer's training loss reaches 0 at small sigma: keep the axis readable
-        a_loss.set_ylim(bottom=1e-2 * floor)
+    floor, top = gen.loss_train.min(), max(gen.loss_train.max(), gen.loss_test.max())
+    if floor > 0:  # the memorizer's loss reaches 0 at small sigma, the ambient one blows up at sigma_n+
+        a_loss.set_ylim(1e-2 * floor, 3 * top)
+    a_nec.set_ylim(max(a_nec.get_ylim()[0], -1.05), 1.05)  # the ambient optimum's M -> -inf at sigma_n+
     a_ent.axhline(0, color="0.5", lw=0.8)
     a_nec.axhline(0, color="0.5", lw=0.8)
     a_gap.axhline(1, color="0.5", lw=0.8)
