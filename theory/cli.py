@@ -26,7 +26,8 @@ from sims.artifacts import atomic_write, atomic_write_json, provenance, save_fig
 from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser, LocalPatchDenoiser
 from theory.denoiser import Denoiser
 from theory.diagnostics import (check_sigmas, collapse_sigma_entropy, collapse_sigma_isotropic, diagnose,
-                                excess_entropy, log_sigma_grid, seeded_generator, speciation_sigma)
+                                excess_entropy, log_sigma_grid, necessity_crossing, seeded_generator,
+                                speciation_sigma)
 from theory.figures import plot_diagnostics, plot_switch_sweep
 from theory.generation import SwitchDenoiser, generation_table, switch_sweep
 
@@ -74,13 +75,16 @@ class TheoryConfig:
 @dataclass
 class Population:
     """Training, held-out and pool items (float32, flat) and the generalizing reference ``gen``, whose
-    ``log_density`` also stands in for the population density in the collapse level."""
+    ``log_density`` also stands in for the population density in the collapse level. ``smooth`` is the
+    generalizer that sampling hands over to: ``gen``, except for the pool reference, which memorizes the
+    pool at low noise; then the Wiener fit to the pool."""
 
     train: Tensor
     test: Tensor
     pool: Tensor | None
     gen: Denoiser
     reference: str
+    smooth: Denoiser
 
 
 def load_population(cfg: TheoryConfig) -> Population:
@@ -105,13 +109,9 @@ def load_population(cfg: TheoryConfig) -> Population:
         pool_size = min(cfg.pool, x.shape[0] - cfg.n - cfg.test)
         train, test, pool = split(x, (cfg.n, cfg.test, pool_size), seed=cfg.seed)
         exact = None
-    if ref == "exact":
-        gen = exact
-    elif ref == "pool":
-        gen = EmpiricalDenoiser(pool)
-    else:
-        gen = GaussianDenoiser.fit(pool.double())
-    return Population(train, test, pool, gen, ref)
+    wiener = GaussianDenoiser.fit(pool.double()) if ref != "exact" else None
+    gen = {"exact": exact, "pool": EmpiricalDenoiser(pool) if ref == "pool" else None, "wiener": wiener}[ref]
+    return Population(train, test, pool, gen, ref, exact if ref == "exact" else wiener)
 
 
 def noisy_copies(train: Tensor, sigma_n: float, seed: int) -> Tensor:
@@ -134,19 +134,30 @@ def noise_levels(pop: Population, cfg: TheoryConfig) -> dict[str, float]:
             "n": cfg.n, "d": d, "variance": variance}
 
 
-def closed_form_denoisers(pop: Population, cfg: TheoryConfig, ambient: AmbientDenoiser | None,
-                          emp: EmpiricalDenoiser) -> dict[str, Denoiser]:
+def closed_form_denoisers(pop: Population, emp: EmpiricalDenoiser, ambient: AmbientDenoiser | None,
+                          local: LocalPatchDenoiser | None) -> dict[str, Denoiser]:
     """The samplers of the generation table: memorizer, generalizers, ambient and patch-local hybrids."""
     dens: dict[str, Denoiser] = {"empirical": emp, "wiener_fit_to_train": GaussianDenoiser.fit(pop.train.double()),
                                  f"reference_{pop.reference}": pop.gen}
-    local = LocalPatchDenoiser(pop.train, cfg.patch) if cfg.data == "mnist1d" else None
+    if pop.smooth is not pop.gen:
+        dens["wiener_fit_to_pool"] = pop.smooth
     if local is not None:
-        dens[f"local_patch_{cfg.patch}"] = local
+        dens[f"local_patch_{local.sizes[0]}"] = local
     if ambient is not None:
         dens["ambient_then_empirical"] = SwitchDenoiser(ambient, emp, ambient.sigma_n)
         if local is not None:
             dens["ambient_then_local"] = SwitchDenoiser(ambient, local, ambient.sigma_n)
     return dens
+
+
+def switch_hybrids(pop: Population, emp: EmpiricalDenoiser, local: LocalPatchDenoiser | None) -> dict[str, tuple]:
+    """``(high, low)`` pairs of the switch sweep: the memorizer on either side of the smooth generalizer,
+    and the generalizer handing over to the patch-local memorizer."""
+    g = pop.smooth
+    pairs = {"memorizer_above_generalizer_below": (emp, g), "generalizer_above_memorizer_below": (g, emp)}
+    if local is not None:
+        pairs["generalizer_above_local_below"] = (g, local)
+    return pairs
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -161,14 +172,18 @@ def run_theory(cfg: TheoryConfig, out: str | Path, progress: bool = True) -> dic
     pop = load_population(cfg)
     emp = EmpiricalDenoiser(pop.train)
     ambient = AmbientDenoiser(noisy_copies(pop.train, cfg.sigma_n, cfg.seed), cfg.sigma_n) if cfg.sigma_n else None
+    local = LocalPatchDenoiser(pop.train, cfg.patch) if cfg.data == "mnist1d" else None  # 1D signals only
     diag = diagnose(pop.train, pop.test, pop.gen, cfg.sigmas, ambient=ambient, emp=emp, num_items=cfg.num_items,
-                    seed=cfg.seed, progress=bar)
+                    extra={f"local_patch_{cfg.patch}": local} if local is not None else None, seed=cfg.seed,
+                    progress=bar)
     entropy = pd.DataFrame({"sigma": cfg.sigmas,
                             f"f_{pop.reference}": excess_entropy(pop.train, cfg.n, cfg.sigmas, pop.gen,
                                                                  num_items=cfg.num_items, seed=cfg.seed),
                             "f_gaussian_fit": excess_entropy(pop.train, cfg.n, cfg.sigmas,
                                                              num_items=cfg.num_items, seed=cfg.seed)})
     scales = noise_levels(pop, cfg)
+    scales.update({f"M_half_{name}": necessity_crossing(diag, name) for name in diag.denoiser.unique()
+                   if name != "generalizing"})
     config = asdict(cfg)
     title = f"{cfg.data}: n = {cfg.n}, d = {scales['d']}, reference = {pop.reference}"
     _write_csv(diag, out / "diagnostics.csv")
@@ -177,8 +192,8 @@ def run_theory(cfg: TheoryConfig, out: str | Path, progress: bool = True) -> dic
     tables: dict[str, pd.DataFrame] = {}
     if cfg.samples:
         opts = {"num_samples": cfg.samples, "seed": cfg.seed, "steps": cfg.steps, "progress": bar}
-        tables["generation"] = generation_table(closed_form_denoisers(pop, cfg, ambient, emp), pop.train, **opts)
-        tables["switch_sweep"] = switch_sweep(emp, pop.gen, pop.train, cfg.switches, **opts)
+        tables["generation"] = generation_table(closed_form_denoisers(pop, emp, ambient, local), pop.train, **opts)
+        tables["switch_sweep"] = switch_sweep(switch_hybrids(pop, emp, local), pop.train, cfg.switches, **opts)
         for name, table in tables.items():
             _write_csv(table, out / f"{name}.csv")
         save_figure(plot_switch_sweep(tables["switch_sweep"], scales, title), out / "switch_sweep.png", config, cfg.seed)

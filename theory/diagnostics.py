@@ -22,7 +22,7 @@ For training items ``x_1..x_n`` (d values each), held-out items and a generalizi
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -96,10 +96,12 @@ def _split_stats(denoisers: dict[str, Denoiser], items: Tensor, sigma: float, ge
 
 
 def diagnose(train: Tensor, test: Tensor, gen: Denoiser, sigmas: Iterable[float], *,
-             ambient: AmbientDenoiser | None = None, emp: Denoiser | None = None, num_items: int = 256,
-             seed: int = 0, chunk: int = 256, progress: Callable[[Iterable], Iterable] | None = None) -> pd.DataFrame:
-    """Tidy table, one row per (sigma, denoiser) with ``denoiser`` in ``empirical``, ``generalizing`` and
-    (given ``ambient``) ``ambient``; columns :data:`COLUMNS`.
+             ambient: AmbientDenoiser | None = None, emp: Denoiser | None = None,
+             extra: Mapping[str, Denoiser] | None = None, num_items: int = 256, seed: int = 0, chunk: int = 256,
+             progress: Callable[[Iterable], Iterable] | None = None) -> pd.DataFrame:
+    """Tidy table, one row per (sigma, denoiser) with ``denoiser`` in ``empirical``, ``generalizing``,
+    (given ``ambient``) ``ambient`` and the names of ``extra`` denoisers (e.g. patch-local); columns
+    :data:`COLUMNS`.
 
     ``emp`` defaults to ``EmpiricalDenoiser(train)``. Losses use the first ``num_items`` training and
     held-out items, one noise draw each, from generators seeded by ``(seed, sigma index, split)``.
@@ -113,16 +115,19 @@ def diagnose(train: Tensor, test: Tensor, gen: Denoiser, sigmas: Iterable[float]
     m, chunk = check_positive_int(num_items, "num_items"), check_positive_int(chunk, "chunk")
     if ambient is not None and ambient.item_shape != tuple(train.shape[1:]):
         raise ValueError(f"ambient must be built on items of shape {tuple(train.shape[1:])}, got {ambient.item_shape}")
+    extra = dict(extra or {})
+    if {"empirical", "generalizing", "ambient"} & set(extra):
+        raise ValueError(f"extra must not reuse the names empirical, generalizing, ambient, got {sorted(extra)}")
     emp = EmpiricalDenoiser(train) if emp is None else emp
+    names = ["empirical", "generalizing"] + (["ambient"] if ambient is not None else []) + list(extra)
     rows = []
     steps = list(enumerate(grid))
     for j, s in (progress(steps) if progress else steps):
-        dens = {"empirical": emp, "generalizing": gen}
+        dens = {"empirical": emp, "generalizing": gen, **extra}
         if ambient is not None and s > ambient.sigma_n:
             dens["ambient"] = ambient
         tr = _split_stats(dens, train[:m], float(s), seeded_generator(seed, j, 0), chunk)
         te = _split_stats(dens, test[:m], float(s), seeded_generator(seed, j, 1), chunk)
-        names = ["empirical", "generalizing"] + (["ambient"] if ambient is not None else [])
         for name in names:
             if name not in tr:
                 rows.append({"sigma": float(s), "denoiser": name})
@@ -217,3 +222,21 @@ def collapse_sigma_entropy(data: Tensor, density=None, *, n: int | None = None, 
     if not (fa < 0 < fb):
         return math.nan
     return math.exp(brentq(f, a, b, xtol=1e-6))
+
+
+def necessity_crossing(table: pd.DataFrame, denoiser: str = "empirical", level: float = 0.5) -> float:
+    """The largest ``sigma`` where ``denoiser``'s necessity ``M`` of a :func:`diagnose` table is still
+    ``>= level``, refined by linear interpolation in ``log sigma`` to where ``M`` falls through ``level``;
+    NaN if ``M`` never reaches it."""
+    if denoiser not in set(table.denoiser):
+        raise ValueError(f"denoiser must be one of {sorted(set(table.denoiser))}, got {denoiser!r}")
+    rows = table[table.denoiser == denoiser].dropna(subset=["necessity"]).sort_values("sigma")
+    s, m = rows.sigma.to_numpy(), rows.necessity.to_numpy()
+    above = np.flatnonzero(m >= level)
+    if above.size == 0:
+        return math.nan
+    k = above[-1]
+    if k + 1 == s.size:
+        return float(s[k])
+    t = (m[k] - level) / (m[k] - m[k + 1])
+    return float(np.exp(np.log(s[k]) + t * (np.log(s[k + 1]) - np.log(s[k]))))

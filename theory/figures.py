@@ -18,7 +18,7 @@ import pandas as pd
 
 from sims.artifacts import REPO_ROOT
 
-COLORS = {"empirical": "tab:red", "generalizing": "k", "ambient": "tab:blue"}
+COLORS = {"empirical": "tab:red", "generalizing": "k", "ambient": "tab:blue", "local": "tab:orange"}
 LEVELS = (("sigma_C", "tab:green", "-", r"$\sigma_C$"), ("sigma_C_isotropic", "tab:green", ":", r"$\sigma_C$ iso"),
           ("sigma_S", "tab:purple", "--", r"$\sigma_S$"), ("sigma_n", "tab:blue", "-.", r"$\sigma_n$"))
 
@@ -38,7 +38,7 @@ def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str
     gen = diag[diag.denoiser == "generalizing"].set_index("sigma")
     for name, g in diag.groupby("denoiser", sort=False):
         g = g.set_index("sigma").dropna(subset=["loss_train"])
-        c = COLORS.get(name, None)
+        c = COLORS.get(name.split("_")[0])
         a_loss.plot(g.index, g.loss_train, color=c, label=f"{name} train")
         a_loss.plot(g.index, g.loss_test, color=c, ls="--", label=f"{name} test")
         if name != "generalizing":
@@ -77,12 +77,10 @@ def plot_diagnostics(diag: pd.DataFrame, entropy: pd.DataFrame, scales: dict[str
 
 
 def plot_switch_sweep(sweep: pd.DataFrame, scales: dict[str, Any], title: str = ""):
-    """Copy share against ``sigma_switch`` for the ``memorize_below`` and ``memorize_above`` hybrids."""
+    """Copy share against ``sigma_switch``, one line per hybrid of :func:`theory.generation.switch_sweep`."""
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    labels = {"memorize_below": r"memorizer below $\sigma_{switch}$, generalizer above",
-              "memorize_above": r"memorizer above $\sigma_{switch}$, generalizer below"}
     for hybrid, g in sweep.groupby("hybrid", sort=False):
-        ax.plot(g.sigma_switch, g.copy_share, marker="o", label=labels.get(hybrid, hybrid))
+        ax.plot(g.sigma_switch, g.copy_share, marker="o", label=hybrid.replace("_", " "))
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel(r"$\sigma_{switch}$")

@@ -8,7 +8,9 @@ ambient optimum above ``sigma_n``, patch-local denoisers, and hybrids
 
 A sample copies when its nearest training item is much nearer than the second nearest,
 ``d_1 / d_2 < 1/3`` (``sims.metrics.memorization_report``). Sweeping ``sigma_switch`` with the memorizer
-on one side and a generalizer on the other shows the noise range where copying is decided.
+above and a generalizer below shows down to which noise level the choice of an item stays open. (With
+the empirical optimum *below* the switch every sample copies, whatever the switch: its last Heun step,
+``sigma_min -> 0``, returns the nearest training item; a patch-local memorizer there need not copy.)
 """
 from __future__ import annotations
 
@@ -88,16 +90,15 @@ def generation_table(denoisers: Mapping[str, Denoiser], train: Tensor, *, num_sa
     return pd.DataFrame(rows, columns=["denoiser", "copy_share", "nn_distance", "seconds"])
 
 
-def switch_sweep(memorizer: Denoiser, generalizer: Denoiser, train: Tensor, switches: Iterable[float], *,
+def switch_sweep(hybrids: Mapping[str, tuple[Denoiser, Denoiser]], train: Tensor, switches: Iterable[float], *,
                  num_samples: int = 256, seed: int = 0, progress: Callable[[Iterable], Iterable] | None = None,
                  **sampler_options) -> pd.DataFrame:
-    """Copy share against ``sigma_switch`` for both hybrids: ``memorize_below`` (generalizer above the
-    switch, memorizer below) and ``memorize_above`` (the reverse). Tidy: ``sigma_switch, hybrid, ...``."""
+    """Copy share against ``sigma_switch`` for named ``(high, low)`` pairs, each sampled as
+    ``SwitchDenoiser(high, low, sigma_switch)``. Tidy: ``sigma_switch, hybrid, copy_share, nn_distance, seconds``."""
     grid = check_sigmas(switches, "switches")
-    named = {}
-    for s in grid:
-        named[("memorize_below", float(s))] = SwitchDenoiser(generalizer, memorizer, float(s))
-        named[("memorize_above", float(s))] = SwitchDenoiser(memorizer, generalizer, float(s))
+    if not hybrids:
+        raise ValueError("hybrids must name at least one (high, low) pair")
+    named = {(h, float(s)): SwitchDenoiser(high, low, float(s)) for h, (high, low) in hybrids.items() for s in grid}
     table = generation_table({f"{h}@{s:g}": d for (h, s), d in named.items()}, train, num_samples=num_samples,
                              seed=seed, progress=progress, **sampler_options)
     table.insert(0, "hybrid", [h for h, _ in named])

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory import AmbientDenoiser, GaussianDenoiser
+from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser
 from theory.diagnostics import (collapse_sigma_entropy, collapse_sigma_isotropic, collapse_sigma_spectrum, diagnose,
                                 excess_entropy, log_sigma_grid, seeded_generator, speciation_sigma)
 
@@ -189,3 +189,29 @@ def test_log_sigma_grid():
     assert np.allclose(np.diff(np.log(grid)), math.log(10) )
     with pytest.raises(ValueError, match="lo"):
         log_sigma_grid(1.0, 0.5, 3)
+
+
+def test_extra_denoisers_get_their_own_rows(empirical_reference):
+    train, test, gen, _ = _gaussian_setup(n=10, m=6, d=3, seed=5)
+    df = diagnose(train, test, gen, [0.3, 3.0], extra={"again": EmpiricalDenoiser(train)})
+    assert list(df.denoiser) == ["empirical", "generalizing", "again"] * 2
+    a, e = df[df.denoiser == "again"], df[df.denoiser == "empirical"]
+    assert np.allclose(a.loss_train, e.loss_train, rtol=1e-12) and np.allclose(a.necessity, e.necessity, rtol=1e-9)
+    with pytest.raises(ValueError, match="extra"):
+        diagnose(train, test, gen, [1.0], extra={"empirical": gen})
+
+
+def test_necessity_crossing_interpolates_in_log_sigma():
+    import pandas as pd
+
+    from theory.diagnostics import necessity_crossing
+
+    sig = [0.01, 0.1, 1.0, 10.0]
+    t = pd.DataFrame({"sigma": sig * 2, "denoiser": ["empirical"] * 4 + ["ambient"] * 4,
+                      "necessity": [1.0, 0.9, 0.3, 0.0, math.nan, math.nan, 0.2, 0.1]})
+    # M goes 0.9 -> 0.3 between 0.1 and 1: 1/2 is two thirds of the way, at 10^(-1 + 2/3)
+    assert necessity_crossing(t) == pytest.approx(10 ** (-1 / 3))
+    assert necessity_crossing(t, level=0.0) == 10.0
+    assert math.isnan(necessity_crossing(t, "ambient"))
+    with pytest.raises(ValueError, match="denoiser"):
+        necessity_crossing(t, "nope")
