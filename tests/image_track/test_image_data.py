@@ -110,3 +110,16 @@ def test_real_fashion_mnist():
     assert x.shape == (10000, 1, 28, 28) and x.min() == -1 and x.max() == 1
     assert torch.bincount(y).tolist() == [1000] * 10  # the test split is balanced
     assert y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]  # published first test labels
+
+
+def test_ambient_noise_is_fixed_per_image_index():
+    """An image gets the same noisy copy in every subset that holds it; the noise is N(0, sigma_n^2)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 1, 4, 4, generator=g), torch.zeros(400, dtype=torch.long)
+    small, big = make_split(x, y, 100, seed=1, sigma_n=0.3), make_split(x, y, 300, seed=1, sigma_n=0.3)
+    common, a, b = np.intersect1d(small.train_index.numpy(), big.train_index.numpy(), return_indices=True)
+    assert len(common) == 100  # subsets of one seed are nested
+    assert torch.equal(small.y[a], big.y[b]) and small.sigma_n == 0.3
+    eps = (big.y - big.train) / 0.3
+    assert abs(eps.mean().item()) < 0.05 and abs(eps.std().item() - 1) < 0.05
+    assert make_split(x, y, 100, seed=1, sigma_n=0.3, noise_seed=9).y.ne(small.y).any()
