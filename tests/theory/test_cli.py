@@ -17,13 +17,14 @@ TINY = ["--n", "20", "--test", "16", "--num-items", "16", "--sigmas", "0.05", "0
 
 @pytest.mark.parametrize("data, extra", [("gmm", []), ("mnist1d", ["--pool", "200"]), ("digits", ["--pool", "100"])])
 def test_theory_command_writes_tables_figures_and_provenance(tmp_path, data, extra, capsys):
+    local = {"local_patch_9"} if data == "mnist1d" else set()  # patch-local denoiser for 1D signals only
     out = tmp_path / data
     assert main(["theory", "--data", data, "--out", str(out), *TINY, *extra, "--samples", "0"]) == 0
     assert "sigma_C" in capsys.readouterr().out
     diag = pd.read_csv(out / "diagnostics.csv")
     assert list(diag.columns) == list(COLUMNS)
     assert sorted(diag.sigma.unique()) == [0.05, 0.5, 5.0]
-    assert set(diag.denoiser) == {"empirical", "generalizing", "ambient"}
+    assert set(diag.denoiser) == {"empirical", "generalizing", "ambient"} | local
     amb = diag[diag.denoiser == "ambient"].set_index("sigma")
     assert math.isnan(amb.loc[0.05, "loss_train"]) and math.isfinite(amb.loc[5.0, "loss_train"])
     emp = diag[diag.denoiser == "empirical"].set_index("sigma")
@@ -67,3 +68,19 @@ def test_figs_theory_regenerates_every_configured_dataset(tmp_path, monkeypatch)
     for name in ("gmm", "mnist1d"):
         for f in ("diagnostics.csv", "entropy.csv", "diagnostics.png", "diagnostics.json", "summary.json"):
             assert (tmp_path / name / f).is_file()
+
+
+def test_demo_fast_writes_a_report_with_generation_tables(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--fast"]) == 0
+    report = tmp_path / "report.md"
+    assert str(report) in capsys.readouterr().out
+    text = report.read_text()
+    for name in ("gmm", "mnist1d"):
+        assert f"## {name}" in text
+        for png in ("diagnostics.png", "switch_sweep.png"):
+            assert f"]({name}/{png})" in text and (tmp_path / name / png).is_file()
+        gen = pd.read_csv(tmp_path / name / "generation.csv").set_index("denoiser")
+        assert gen.loc["empirical", "copy_share"] == 1.0 and gen.loc["wiener_fit_to_train", "copy_share"] == 0.0
+        sweep = pd.read_csv(tmp_path / name / "switch_sweep.csv")
+        assert (sweep[sweep.hybrid == "generalizer_above_memorizer_below"].copy_share == 1.0).all()
+    assert "| local_patch_9 |" in text
