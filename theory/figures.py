@@ -4,7 +4,9 @@ sidecars, plus the CSV tables) from fixed configurations of the ``memdiff theory
 * ``plot_diagnostics``: per-sigma losses, memorization necessity ``M``, held-out loss ratio,
   posterior concentration and the excess entropy ``f`` on a log-sigma axis, with ``sigma_C`` and
   ``sigma_S`` (and ``sigma_n``) marked;
-* ``plot_switch_sweep``: copy share of closed-form hybrids against the switch level.
+* ``plot_switch_sweep``: copy share of closed-form hybrids against the switch level;
+* ``plot_collapse_by_n``: where the necessity ``M`` falls through 1/2, against the training-set size,
+  beside the collapse-level estimates (``collapse_by_n.csv``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from sims.artifacts import REPO_ROOT
@@ -92,12 +95,49 @@ def plot_switch_sweep(sweep: pd.DataFrame, scales: dict[str, Any], title: str = 
     return fig
 
 
+def plot_collapse_by_n(table: pd.DataFrame, title: str = ""):
+    """``sigma`` where ``M = 1/2`` against ``n``, beside the collapse-level estimates (columns ``sigma_*``)."""
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.plot(table.n, table.M_half, "ko-", lw=2, label=r"$\sigma$ where $M = 1/2$")
+    styles = {"sigma_C": ("tab:green", "-"), "sigma_C_gaussian_fit": ("tab:olive", "--"),
+              "sigma_C_isotropic": ("tab:green", ":"), "sigma_S": ("tab:purple", "--")}
+    for col, (color, ls) in styles.items():
+        ax.plot(table.n, table[col], color=color, ls=ls, marker=".", label=col.replace("_", " "))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training-set size n")
+    ax.set_ylabel(r"$\sigma$")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 # ---- memdiff figs theory --------------------------------------------------------------------------------------
 
+_GRIDS = {"sigmas": np.geomspace(0.01, 100.0, 31).tolist(), "switches": np.geomspace(0.03, 30.0, 13).tolist()}
 PAPER_CONFIGS: dict[str, dict[str, Any]] = {
-    "gmm": {"data": "gmm", "n": 300, "test": 500, "num_items": 256, "samples": 200},
-    "mnist1d": {"data": "mnist1d", "n": 300, "test": 500, "pool": 8000, "num_items": 256, "samples": 200},
+    "gmm": {"data": "gmm", "n": 300, "test": 500, "num_items": 512, "samples": 500, **_GRIDS},
+    "mnist1d": {"data": "mnist1d", "n": 300, "test": 500, "pool": 10000, "num_items": 512, "samples": 500, **_GRIDS},
 }
+SIZES = (30, 100, 300, 1000, 3000)
+
+
+def collapse_by_n(cfg, sizes=SIZES) -> pd.DataFrame:
+    """Per training-set size (nested prefixes of one draw, same held-out set and reference): where the
+    empirical optimum's necessity falls through 1/2, and the collapse / speciation levels."""
+    from dataclasses import replace
+
+    from theory.cli import load_population, noise_levels
+    from theory.diagnostics import diagnose, necessity_crossing
+
+    big = load_population(replace(cfg, n=max(sizes)))
+    rows = []
+    for n in sizes:
+        pop = replace(big, train=big.train[:n])
+        diag = diagnose(pop.train, pop.test, pop.gen, cfg.sigmas, num_items=cfg.num_items, seed=cfg.seed)
+        rows.append({**noise_levels(pop, replace(cfg, n=n)), "M_half": necessity_crossing(diag)})
+    return pd.DataFrame(rows)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,11 +147,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from sims.artifacts import atomic_write, save_figure
     from theory.cli import TheoryConfig, run_theory
 
     names = [args.only] if args.only else list(PAPER_CONFIGS)
     for name in names:
+        out = Path(args.out) / name
         cfg = TheoryConfig(**PAPER_CONFIGS[name], seed=args.seed)
-        run_theory(cfg, Path(args.out) / name)
-        print(f"wrote {Path(args.out) / name}")
+        run_theory(cfg, out)
+        table = collapse_by_n(cfg, SIZES)
+        atomic_write(out / "collapse_by_n.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+        save_figure(plot_collapse_by_n(table, f"{name}: memorization crossover against n"), out / "collapse_by_n.png",
+                    {**asdict(cfg), "sizes": list(SIZES)}, args.seed)
+        plt.close("all")
+        print(f"wrote {out}")
     return 0

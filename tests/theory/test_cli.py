@@ -64,10 +64,15 @@ def test_digits_without_a_pool_is_rejected(tmp_path):
 def test_figs_theory_regenerates_every_configured_dataset(tmp_path, monkeypatch):
     tiny = {"n": 12, "test": 8, "pool": 100, "num_items": 8, "samples": 0, "sigmas": [0.1, 1.0]}
     monkeypatch.setattr(figures, "PAPER_CONFIGS", {k: {**v, **tiny} for k, v in figures.PAPER_CONFIGS.items()})
+    monkeypatch.setattr(figures, "SIZES", (6, 12))
     assert main(["figs", "theory", "--out", str(tmp_path)]) == 0
     for name in ("gmm", "mnist1d"):
-        for f in ("diagnostics.csv", "entropy.csv", "diagnostics.png", "diagnostics.json", "summary.json"):
+        for f in ("diagnostics.csv", "entropy.csv", "diagnostics.png", "diagnostics.json", "summary.json",
+                  "collapse_by_n.csv", "collapse_by_n.png", "collapse_by_n.json"):
             assert (tmp_path / name / f).is_file()
+        by_n = pd.read_csv(tmp_path / name / "collapse_by_n.csv")
+        assert list(by_n.n) == [6, 12] and (by_n.sigma_C > 0).all()
+        assert json.loads((tmp_path / name / "collapse_by_n.json").read_text())["config"]["sizes"] == [6, 12]
 
 
 def test_demo_fast_writes_a_report_with_generation_tables(tmp_path, capsys):
