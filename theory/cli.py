@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import Tensor
@@ -125,13 +126,13 @@ def noise_levels(pop: Population, cfg: TheoryConfig) -> dict[str, float]:
     """Collapse levels (entropy root with the reference density and with the Gaussian fit; isotropic
     closed form at the mean per-coordinate variance), speciation level and ``sigma_n``."""
     train = pop.train.double()
-    d = train[0].numel()
+    n, d = train.shape[0], train[0].numel()
     variance = float(train.var(0, unbiased=False).mean())
     return {"sigma_C": collapse_sigma_entropy(train, pop.gen, num_items=cfg.num_items, seed=cfg.seed),
             "sigma_C_gaussian_fit": collapse_sigma_entropy(train, num_items=cfg.num_items, seed=cfg.seed),
-            "sigma_C_isotropic": collapse_sigma_isotropic(cfg.n, d, variance),
+            "sigma_C_isotropic": collapse_sigma_isotropic(n, d, variance),
             "sigma_S": speciation_sigma(train), "sigma_n": cfg.sigma_n if cfg.sigma_n is not None else math.nan,
-            "n": cfg.n, "d": d, "variance": variance}
+            "n": n, "d": d, "variance": variance}
 
 
 def closed_form_denoisers(pop: Population, emp: EmpiricalDenoiser, ambient: AmbientDenoiser | None,
@@ -197,8 +198,6 @@ def run_theory(cfg: TheoryConfig, out: str | Path, progress: bool = True) -> dic
         for name, table in tables.items():
             _write_csv(table, out / f"{name}.csv")
         save_figure(plot_switch_sweep(tables["switch_sweep"], scales, title), out / "switch_sweep.png", config, cfg.seed)
-    import matplotlib.pyplot as plt
-
     plt.close("all")
     summary = {**provenance(config, cfg.seed), "noise_levels": scales, "reference": pop.reference,
                **{name: t.to_dict(orient="records") for name, t in tables.items()}}

@@ -136,7 +136,7 @@ def collapse_by_n(cfg, sizes=SIZES) -> pd.DataFrame:
     for n in sizes:
         pop = replace(big, train=big.train[:n])
         diag = diagnose(pop.train, pop.test, pop.gen, cfg.sigmas, num_items=cfg.num_items, seed=cfg.seed)
-        rows.append({**noise_levels(pop, replace(cfg, n=n)), "M_half": necessity_crossing(diag)})
+        rows.append({**noise_levels(pop, cfg), "M_half": necessity_crossing(diag)})
     return pd.DataFrame(rows)
 
 
