@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from image_track.data import Split
 from image_track.features import PIXELS, FeatureNet
 from sims.artifacts import atomic_write_json, save_figure
-from sims.training import derive_seed
+from sims.seeding import derive_seed
 
 
 @torch.no_grad()
@@ -140,7 +140,7 @@ def evaluate_run(run_dir: str | Path, args, device: str) -> dict[str, Any]:
     atomic_write_json(out / "eval.json", {**report, "config": config})
     from sims.metrics import nearest_neighbours
 
-    nn_idx = nearest_neighbours(samples.reshape(samples.shape[0], -1), split.train.reshape(split.train.shape[0], -1))
+    nn_idx = nearest_neighbours(samples, split.train, k=1)[1][:, 0]
     nearest_grid(samples, split.train, nn_idx, out / "nearest.png", config, args.sample_seed,
                  title=f"{run.dataset} n={run.n} loss={run.loss}: samples beside their nearest training image")
     return report

@@ -130,8 +130,8 @@ def build_loss(run: ImageRun):
     if run.loss == "eps":
         return losses.EpsilonLoss(levels)
     if run.loss == "ambient":
-        return losses.AmbientLoss(run.sigma_n, levels, sigma_data=run.sigma_data)
-    return losses.HybridAmbientLoss(run.sigma_n, levels, sigma_data=run.sigma_data)
+        return losses.AmbientLoss(levels, sigma_n=run.sigma_n, sigma_data=run.sigma_data)
+    return losses.HybridAmbientLoss(levels, sigma_n=run.sigma_n, sigma_data=run.sigma_data)
 
 
 def load_split(run: ImageRun) -> Split:

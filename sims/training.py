@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from sims.artifacts import atomic_write, atomic_write_text
+from sims.seeding import derive_seed
 from theory.denoiser import check_finite
 
 LossFn = Callable[..., Tensor]  # loss(denoiser, x0, y=None, generator=None) -> (B,) per-sample losses
@@ -93,11 +93,6 @@ class TrainResult:
     ema: nn.Module  # its exponential moving average, in eval mode
     step: int
     last_loss: float
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed that is a pure, well-mixed function of the non-negative integers ``parts``."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def batch_indices(n: int, seed: int, step: int, batch_size: int) -> Tensor:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from sims.training import TrainConfig, batch_indices, derive_seed, ema_beta, load_checkpoint, train
+from sims.seeding import derive_seed
+from sims.training import TrainConfig, batch_indices, ema_beta, load_checkpoint, train
 
 
 class TinyDenoiser(nn.Module):
