@@ -1,0 +1,162 @@
+"""Sample metrics, with no downloaded weights: memorization of a training set and alignment with a reference.
+
+Memorization (per sample, against the training set): ``d1 / d2`` of the distances to the nearest and
+second-nearest training item (a copy when ``< 1/3``, Somepalli et al. / Carlini et al.), the distance
+``d1`` itself, and the largest cosine similarity to a training item in a caller's feature space
+(``> 0.9``, Shah et al.). Alignment: Wasserstein and Jensen-Shannon distances after PCA (Vu et al.),
+RBF MMD with the median heuristic, Frechet distance on features.
+
+Inputs are batches ``(B, *item_shape)``, flattened to ``(B, d)``. Everything that compares samples with
+the training set streams over both in blocks, so 50,000 samples against 60,000 items of dimension 784
+need ``O(block^2)`` memory.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from theory.denoiser import check_finite
+
+
+def _flat(x: Tensor, name: str, min_rows: int = 1) -> Tensor:
+    check_finite(x, name)
+    if x.ndim < 1 or x.shape[0] < min_rows:
+        raise ValueError(f"{name} must have shape (B, *item_shape) with B >= {min_rows}, got {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1)
+
+
+def _same_dim(a: Tensor, b: Tensor, names: str) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{names} must have the same item size, got {a.shape[1]} and {b.shape[1]}")
+
+
+def nearest_neighbours(queries: Tensor, items: Tensor, k: int = 2, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
+    """Exact Euclidean ``k`` nearest items of each query: ``(distances (B, k), indices (B, k))``, ascending.
+
+    Candidates come from the matmul expansion ``|q|^2 + |x|^2 - 2 q.x`` in blocks (a running top-``k + 2``);
+    their distances are then recomputed as ``|q - x|`` in float64, so near-duplicates are ranked exactly."""
+    q, x = _flat(queries, "queries"), _flat(items, "items", min_rows=k)
+    _same_dim(q, x, "queries and items")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    cand = min(k + 2, x.shape[0])
+    dists, idx = [], []
+    for qs in range(0, q.shape[0], chunk_size):
+        qb = q[qs:qs + chunk_size]
+        best_d = torch.full((qb.shape[0], 0), math.inf, dtype=qb.dtype, device=qb.device)
+        best_i = torch.zeros((qb.shape[0], 0), dtype=torch.long, device=qb.device)
+        for xs in range(0, x.shape[0], chunk_size):
+            xb = x[xs:xs + chunk_size].to(qb.dtype)
+            d2 = (qb.square().sum(1, keepdim=True) + xb.square().sum(1) - 2 * qb @ xb.T)
+            d, i = torch.cat([best_d, d2], 1), torch.cat([best_i, torch.arange(xs, xs + xb.shape[0], device=qb.device).expand_as(d2)], 1)
+            best_d, pos = d.topk(min(cand, d.shape[1]), dim=1, largest=False)
+            best_i = i.gather(1, pos)
+        exact = (qb.double()[:, None, :] - x[best_i].double()).norm(dim=2)
+        exact, order = exact.sort(dim=1)
+        dists.append(exact[:, :k])
+        idx.append(best_i.gather(1, order)[:, :k])
+    return torch.cat(dists), torch.cat(idx)
+
+
+def max_cosine(features: Tensor, train_features: Tensor, chunk_size: int = 4096) -> Tensor:
+    """Largest cosine similarity of each feature row to any training feature row, ``(B,)`` float64."""
+    f = torch.nn.functional.normalize(_flat(features, "features").double(), dim=1)
+    g = torch.nn.functional.normalize(_flat(train_features, "train_features").double(), dim=1)
+    _same_dim(f, g, "features and train_features")
+    best = torch.full((f.shape[0],), -1.0, dtype=torch.float64)
+    for fs in range(0, f.shape[0], chunk_size):
+        for gs in range(0, g.shape[0], chunk_size):
+            sim = (f[fs:fs + chunk_size] @ g[gs:gs + chunk_size].T).amax(dim=1)
+            best[fs:fs + chunk_size] = torch.maximum(best[fs:fs + chunk_size], sim)
+    return best
+
+
+def memorization_report(samples: Tensor, train: Tensor, features: Tensor | None = None,
+                        train_features: Tensor | None = None, ratio: float = 1 / 3,
+                        cosine_thresholds: tuple[float, ...] = (0.9, 0.95)) -> dict[str, float]:
+    """``copy_share`` (share with ``d1 / d2 < ratio``), ``nn_distance`` (mean ``d1``), ``nn_ratio_mean``,
+    ``max_cosine_mean`` and ``cosine_share`` (share with max cosine ``> 0.9``; one key
+    ``cosine_share_<t>`` per further threshold). Cosines use ``features`` / ``train_features`` when given,
+    the raw samples otherwise."""
+    s, t = _flat(samples, "samples"), _flat(train, "train", min_rows=2)
+    _same_dim(s, t, "samples and train")
+    d, _ = nearest_neighbours(s, t, k=2)
+    r = d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny)
+    if (features is None) != (train_features is None):
+        raise ValueError("features and train_features must be given together")
+    cos = max_cosine(s, t) if features is None else max_cosine(features, train_features)
+    if cos.shape[0] != s.shape[0]:
+        raise ValueError(f"features must have one row per sample ({s.shape[0]}), got {cos.shape[0]}")
+    report = {"copy_share": float((r < ratio).double().mean()), "nn_distance": float(d[:, 0].mean()),
+              "nn_ratio_mean": float(r.mean()), "max_cosine_mean": float(cos.mean())}
+    for i, thr in enumerate(cosine_thresholds):
+        report["cosine_share" if i == 0 else f"cosine_share_{thr:g}"] = float((cos > thr).double().mean())
+    return report
+
+
+def pca_wasserstein_js(samples: Tensor, reference: Tensor, n_components: int = 8, bins: int = 50) -> dict[str, float]:
+    """Vu et al.'s alignment metrics, reconstructed (their code is not public): PCA fitted on ``reference``
+    (``n_components``, capped by rank), both sets projected; ``wasserstein`` is the mean over components of
+    the 1D Wasserstein-1 distance, ``js`` the mean Jensen-Shannon distance (base 2, in ``[0, 1]``) of
+    histograms on ``bins`` shared bins spanning both projections."""
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import wasserstein_distance
+
+    s, r = _flat(samples, "samples", 2).double(), _flat(reference, "reference", 2).double()
+    _same_dim(s, r, "samples and reference")
+    mean = r.mean(0)
+    _, _, vt = torch.linalg.svd(r - mean, full_matrices=False)
+    k = max(1, min(n_components, vt.shape[0]))
+    ps, pr = ((s - mean) @ vt[:k].T).numpy(), ((r - mean) @ vt[:k].T).numpy()
+    w, js = [], []
+    for c in range(k):
+        w.append(wasserstein_distance(ps[:, c], pr[:, c]))
+        lo, hi = min(ps[:, c].min(), pr[:, c].min()), max(ps[:, c].max(), pr[:, c].max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        hs, hr = np.histogram(ps[:, c], edges)[0], np.histogram(pr[:, c], edges)[0]
+        js.append(jensenshannon(hs, hr, base=2))
+    return {"wasserstein": float(np.mean(w)), "js": float(np.mean(js))}
+
+
+def mmd_rbf(x: Tensor, y: Tensor, bandwidth: float | None = None, chunk_size: int = 2048) -> float:
+    """Unbiased ``MMD^2 = E k(x,x') + E k(y,y') - 2 E k(x,y)`` with ``k = exp(-|a-b|^2 / (2 h^2))``; ``h`` is the
+    median pairwise distance of the pooled sets (on at most 2000 points) unless given."""
+    a, b = _flat(x, "x", 2).double(), _flat(y, "y", 2).double()
+    _same_dim(a, b, "x and y")
+    if bandwidth is None:
+        pool = torch.cat([a, b])
+        pool = pool[torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(0))[:2000]]
+        dist = torch.pdist(pool)
+        bandwidth = float(dist.median()) if dist.numel() and float(dist.median()) > 0 else 1.0
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+
+    def kernel_sum(p: Tensor, q: Tensor) -> float:
+        total = 0.0
+        for i in range(0, p.shape[0], chunk_size):
+            total += float(torch.exp(-torch.cdist(p[i:i + chunk_size], q).square() / (2 * bandwidth**2)).sum())
+        return total
+
+    n, m = a.shape[0], b.shape[0]
+    kxx = (kernel_sum(a, a) - n) / (n * (n - 1))
+    kyy = (kernel_sum(b, b) - m) / (m * (m - 1))
+    return kxx + kyy - 2 * kernel_sum(a, b) / (n * m)
+
+
+def frechet_distance(feat_a: Tensor, feat_b: Tensor) -> float:
+    """``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2)`` of two feature sets (float64; the matrix
+    square roots by symmetric eigendecomposition, negative rounding eigenvalues clipped to 0)."""
+    a, b = _flat(feat_a, "feat_a", 2).double(), _flat(feat_b, "feat_b", 2).double()
+    _same_dim(a, b, "feat_a and feat_b")
+
+    def psd_sqrt(m: Tensor) -> Tensor:
+        vals, vecs = torch.linalg.eigh((m + m.T) / 2)
+        return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+    ca, cb = torch.cov(a.T).reshape(a.shape[1], a.shape[1]), torch.cov(b.T).reshape(b.shape[1], b.shape[1])
+    root_a = psd_sqrt(ca)
+    cross = psd_sqrt(root_a @ cb @ root_a)
+    return float((a.mean(0) - b.mean(0)).square().sum() + torch.trace(ca + cb - 2 * cross))
