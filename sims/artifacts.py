@@ -55,7 +55,7 @@ def git_revision() -> str:
         return "unknown"
 
 
-def provenance(config: dict[str, Any], seed: int | None) -> dict[str, Any]:
+def provenance(config: dict[str, Any], seed: int | list[int] | None) -> dict[str, Any]:
     """What a sidecar records: the command line, the config, the seed, the git revision and the time."""
     return {
         "command": " ".join(["memdiff" if Path(sys.argv[0]).name == "memdiff" else sys.argv[0], *sys.argv[1:]]),
@@ -67,7 +67,7 @@ def provenance(config: dict[str, Any], seed: int | None) -> dict[str, Any]:
     }
 
 
-def save_figure(fig, path: str | os.PathLike, config: dict[str, Any], seed: int | None, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | os.PathLike, config: dict[str, Any], seed: int | list[int] | None, dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically as PNG with a ``<name>.json`` provenance sidecar beside it."""
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sims.artifacts import atomic_write_text, save_figure
+from sims.artifacts import atomic_write_json, atomic_write_text, provenance, save_figure
 
 METRICS = ("copy_share", "nn_distance", "cosine_share", "fd", "wasserstein", "js", "mmd", "copy_onset",
            "train_loss", "ref_copy_share", "ref_nn_distance", "ref_cosine_share", "ref_fd", "ref_wasserstein")
@@ -164,11 +164,15 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
                                  "FD = Frechet distance on those features (no pretrained network exists for these "
                                  "data); ref_* = the same metric for held-out reals. Mean ± 95% t-interval over "
                                  "seeds.\n\n" + markdown_table(summary))]
-    config = {"run_dir": str(run_dir), "cells": len(df)}
+    grid = Path(run_dir) / "grid.json"
+    config = {"run_dir": str(run_dir), "cells": len(df),
+              "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
+    seeds = sorted(int(s) for s in df["seed"].unique())
+    written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):
-            written.append(save_figure(fig, out / name, config, seed=None))
+            written.append(save_figure(fig, out / name, config, seed=seeds))
             plt.close(fig)
     return written
 

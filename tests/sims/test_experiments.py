@@ -122,7 +122,9 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
                               _fake_result("mnist1d", 100, method, fam, seed, copy + 0.01 * seed))
     written = make_all(runs, tmp_path / "figs")
     names = sorted(p.name for p in written)
-    assert names == ["readout_mnist1d_n100.png", "results.csv", "results.md", "tradeoff_mnist1d_n100.png"]
+    assert names == ["readout_mnist1d_n100.png", "results.csv", "results.json", "results.md", "tradeoff_mnist1d_n100.png"]
+    sidecar = json.loads((tmp_path / "figs" / "results.json").read_text())
+    assert sidecar["seed"] == [0, 1, 2] and sidecar["config"]["cells"] == 9 and sidecar["git_revision"]
     for png in ("readout_mnist1d_n100", "tradeoff_mnist1d_n100"):
         assert json.loads((tmp_path / "figs" / f"{png}.json").read_text())["config"]["cells"] == 9
     import pandas as pd
