@@ -1,4 +1,4 @@
-"""Image-track test fixtures. The tests share two busy CPU cores: one intra-op thread avoids oversubscription."""
+"""Image-track test fixtures."""
 from __future__ import annotations
 
 import gzip
@@ -7,8 +7,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-
-torch.set_num_threads(1)
 
 
 def _write_idx(path, array: np.ndarray, code: int = 0x08, compress: bool = True) -> None:

@@ -6,8 +6,6 @@ import math
 import pytest
 import torch
 
-torch.set_num_threads(1)
-
 
 def _empirical_reference(data: torch.Tensor, x: torch.Tensor, sigma) -> dict[str, torch.Tensor]:
     """Posterior over items by direct float64 differences: weights, mean, log-normalizer, log-density."""
