@@ -36,25 +36,28 @@ def _same_dim(a: Tensor, b: Tensor, names: str) -> None:
 def nearest_neighbours(queries: Tensor, items: Tensor, k: int = 2, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
     """Exact Euclidean ``k`` nearest items of each query: ``(distances (B, k), indices (B, k))``, ascending.
 
-    Candidates come from the matmul expansion ``|q|^2 + |x|^2 - 2 q.x`` in blocks (a running top-``k + 2``);
+    Candidates come from the matmul expansion ``|x|^2 - 2 q.x`` (``|q|^2`` does not change the ranking) in blocks (a running top-``k + 2``);
     their distances are then recomputed as ``|q - x|`` in float64, so near-duplicates are ranked exactly."""
     q, x = _flat(queries, "queries"), _flat(items, "items", min_rows=k)
     _same_dim(q, x, "queries and items")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     cand = min(k + 2, x.shape[0])
+    x_sq = x.square().sum(1)
     dists, idx = [], []
     for qs in range(0, q.shape[0], chunk_size):
         qb = q[qs:qs + chunk_size]
-        best_d = torch.full((qb.shape[0], 0), math.inf, dtype=qb.dtype, device=qb.device)
-        best_i = torch.zeros((qb.shape[0], 0), dtype=torch.long, device=qb.device)
+        best_d = torch.empty((qb.shape[0], 0), dtype=qb.dtype, device=qb.device)
+        best_i = torch.empty((qb.shape[0], 0), dtype=torch.long, device=qb.device)
         for xs in range(0, x.shape[0], chunk_size):
             xb = x[xs:xs + chunk_size].to(qb.dtype)
-            d2 = (qb.square().sum(1, keepdim=True) + xb.square().sum(1) - 2 * qb @ xb.T)
-            d, i = torch.cat([best_d, d2], 1), torch.cat([best_i, torch.arange(xs, xs + xb.shape[0], device=qb.device).expand_as(d2)], 1)
+            d2 = torch.addmm(x_sq[xs:xs + chunk_size].to(qb.dtype), qb, xb.T, alpha=-2)  # |x|^2 - 2 q.x
+            bd, bi = d2.topk(min(cand, d2.shape[1]), dim=1, largest=False)
+            d, i = torch.cat([best_d, bd], 1), torch.cat([best_i, bi + xs], 1)
             best_d, pos = d.topk(min(cand, d.shape[1]), dim=1, largest=False)
             best_i = i.gather(1, pos)
-        exact = (qb.double()[:, None, :] - x[best_i].double()).norm(dim=2)
+        q64 = qb.double()  # exact distances of the candidates, one candidate column at a time
+        exact = torch.stack([(q64 - x[best_i[:, j]].double()).norm(dim=1) for j in range(best_i.shape[1])], 1)
         exact, order = exact.sort(dim=1)
         dists.append(exact[:, :k])
         idx.append(best_i.gather(1, order)[:, :k])

@@ -81,35 +81,45 @@ def _status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def memory_probe(name: str, n: int, d: int, batch: int, sigma: float, seed: int, opts: dict) -> float:
-    """Peak resident-memory growth (MiB) over one call, data and denoiser built first (run in a fresh process).
+def peak_growth_mib(call: Callable[[], object]) -> float:
+    """Peak resident-memory growth (MiB) over ``call()``; allocate its inputs first.
 
     Linux: the peak (``VmHWM``) is reset to the current RSS through ``/proc/self/clear_refs`` just before
     the call, so the growth is the call's own working memory. Elsewhere: ``ru_maxrss`` growth (a lower bound).
     """
-    data, x = _random_problem(n, d, batch, sigma, seed)
-    method = _method(name, data, opts)
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = _status_kib("VmRSS")
-        method(x, sigma)
+        call()
         return (_status_kib("VmHWM") - before) / 1024.0
     except OSError:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        method(x, sigma)
+        call()
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
 
 
-def _memory_in_subprocess(name: str, n: int, d: int, batch: int, sigma: float, seed: int, opts: dict) -> float:
-    code = ("import json, sys, torch; from theory.bench import memory_probe; "
-            f"torch.set_num_threads({torch.get_num_threads()}); "
-            f"print(json.dumps(memory_probe({name!r}, {n}, {d}, {batch}, {sigma}, {seed}, {opts!r})))")
+def memory_probe(name: str, n: int, d: int, batch: int, sigma: float, seed: int, opts: dict) -> float:
+    """:func:`peak_growth_mib` of one denoiser call, data and denoiser built first (run in a fresh process)."""
+    data, x = _random_problem(n, d, batch, sigma, seed)
+    method = _method(name, data, opts)
+    return peak_growth_mib(lambda: method(x, sigma))
+
+
+def in_fresh_process(module: str, expr: str):
+    """``expr`` (a JSON-able Python expression over ``module``'s names) evaluated in a fresh interpreter with
+    this process's torch thread count, so peak-memory probes start clean."""
+    code = (f"import json, torch; from {module} import *; torch.set_num_threads({torch.get_num_threads()}); "
+            f"print(json.dumps({expr}))")
     # A fixed mmap threshold makes glibc return every large freed buffer at once, so RSS tracks live memory
     # (its default dynamic threshold keeps freed buffers on the heap and RSS then drifts with fragmentation).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_in_subprocess(name: str, n: int, d: int, batch: int, sigma: float, seed: int, opts: dict) -> float:
+    return float(in_fresh_process("theory.bench", f"memory_probe({name!r}, {n}, {d}, {batch}, {sigma}, {seed}, {opts!r})"))
 
 
 def near_neighbour_problem(n: int, d: int, queries: int, sigma: float, seed: int) -> tuple[Tensor, Tensor]:
