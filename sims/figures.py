@@ -4,6 +4,7 @@
   ``mean +- t_{0.975, k-1} s / sqrt(k)``, of every metric.
 - ``tradeoff_<dataset>_n<n>.png``: memorization against quality (Frechet distance on the package's own
   classifier features, and PCA-Wasserstein), one point per method with its intervals.
+- ``claims.md``: the papers' claims as paired per-seed comparisons (``sims.claims``).
 - ``readout_<dataset>_n<n>.png``: r(sigma) per method (mean over seeds), memorization necessity M(sigma),
   and the net's train/test loss per sigma beside the theory curves; sigma_C marked.
 Every PNG gets a provenance sidecar (``sims.artifacts.save_figure``).
@@ -169,6 +170,9 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
               "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
+    from sims.claims import claims_markdown
+
+    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw)))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):

@@ -122,7 +122,8 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
                               _fake_result("mnist1d", 100, method, fam, seed, copy + 0.01 * seed))
     written = make_all(runs, tmp_path / "figs")
     names = sorted(p.name for p in written)
-    assert names == ["readout_mnist1d_n100.png", "results.csv", "results.json", "results.md", "tradeoff_mnist1d_n100.png"]
+    assert names == ["claims.md", "readout_mnist1d_n100.png", "results.csv", "results.json", "results.md",
+                     "tradeoff_mnist1d_n100.png"]
     sidecar = json.loads((tmp_path / "figs" / "results.json").read_text())
     assert sidecar["seed"] == [0, 1, 2] and sidecar["config"]["cells"] == 9 and sidecar["git_revision"]
     for png in ("readout_mnist1d_n100", "tradeoff_mnist1d_n100"):
@@ -134,3 +135,6 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
     assert edm.seeds == 3 and edm.copy_share == pytest.approx(0.31)
     assert edm.copy_share_pm == pytest.approx(4.302653 * 0.01 / 3**0.5, rel=1e-5)  # t_{0.975,2} s / sqrt(3)
     assert "| mnist1d | 100 | edm | 3 |" in (tmp_path / "figs" / "results.md").read_text()
+    claims = (tmp_path / "figs" / "claims.md").read_text()
+    assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.2 ± " in claims  # paired per seed: 0.1 + s/100 - (0.3 + s/100)
+    assert "| mnist1d | 100 | ci_ddpm_low_0.4 - ddpm" not in claims  # no ddpm baseline in this grid
