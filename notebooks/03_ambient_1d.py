@@ -23,22 +23,13 @@
 # Gaussian mixture. With `MEMDIFF_FAST=1` (as in the tests) it runs a tiny grid instead.
 
 # %%
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.experiments import SMOKE_CONFIG, load_config, run_grid
-from sims.figures import load_results, readout_figure, summarise
+from sims.figures import notebook_results, readout_figure, summarise
 
-FAST = os.environ.get("MEMDIFF_FAST") == "1"
-RUNS = Path(os.environ.get("MEMDIFF_SIM_RUNS", "runs/sim_grid"))
-if FAST or not (RUNS / "cells").exists():
-    RUNS = Path("runs/notebooks/sim_fast")
-    run_grid(load_config(SMOKE_CONFIG), RUNS, only="mnist1d-*", log=lambda _: None)
-df, raw = load_results(RUNS)
-print(f"{len(df)} cells from {RUNS}")
+df, raw = notebook_results()
 
 # %% [markdown]
 # ## Where is memorization necessary? M(sigma) against r(sigma)

@@ -24,24 +24,15 @@
 # With `MEMDIFF_FAST=1` (as in the tests) a tiny grid replaces the full one.
 
 # %%
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from sims.experiments import SMOKE_CONFIG, load_config, run_grid
-from sims.figures import load_results, summarise
+from sims.figures import notebook_results, summarise
 from sims.grid_cell import build_loss
 
-FAST = os.environ.get("MEMDIFF_FAST") == "1"
-RUNS = Path(os.environ.get("MEMDIFF_SIM_RUNS", "runs/sim_grid"))
-if FAST or not (RUNS / "cells").exists():
-    RUNS = Path("runs/notebooks/sim_fast")
-    run_grid(load_config(SMOKE_CONFIG), RUNS, only="mnist1d-*", log=lambda _: None)
-df, raw = load_results(RUNS)
-print(f"{len(df)} cells from {RUNS}")
+df, raw = notebook_results()
 
 # %% [markdown]
 # ## What each method trains on: the distribution of sigma

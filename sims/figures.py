@@ -39,6 +39,20 @@ def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, di
     return pd.DataFrame(rows), raw
 
 
+def notebook_results() -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The grid results a notebook reads: ``$MEMDIFF_SIM_RUNS`` (default ``runs/sim_grid``) when it holds cells
+    and ``MEMDIFF_FAST`` is not ``1``; otherwise the smoke grid's MNIST-1D cells, run into ``runs/notebooks/sim_fast``."""
+    from sims.experiments import SMOKE_CONFIG, load_config, run_grid
+
+    runs = Path(os.environ.get("MEMDIFF_SIM_RUNS", "runs/sim_grid"))
+    if os.environ.get("MEMDIFF_FAST") == "1" or not (runs / "cells").exists():
+        runs = Path("runs/notebooks/sim_fast")
+        run_grid(load_config(SMOKE_CONFIG), runs, only="mnist1d-*", log=lambda _: None)
+    df, raw = load_results(runs)
+    print(f"{len(df)} cells from {runs}")
+    return df, raw
+
+
 def t_interval(values) -> tuple[float, float, int]:
     """``(mean, half-width of the 95% t-interval, count)`` over the finite values (half-width nan if < 2)."""
     from scipy import stats

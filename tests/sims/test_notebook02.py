@@ -1,21 +1,11 @@
 """Notebook 02 runs as a script in fast mode: every law's mass table and the SNR argument come out."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_noise_level_distributions.py"
 
 
-def test_notebook02_runs_in_fast_mode(tmp_path):
-    env = {**os.environ, "MEMDIFF_FAST": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(NOTEBOOK)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+def test_notebook02_runs_in_fast_mode(run_fast_notebook, tmp_path):
+    out = run_fast_notebook("02_noise_level_distributions.py")
     sigma_c = float(re.search(r"sigma_C \(MNIST-1D, n = 300\): ([0-9.]+)", out).group(1))
     assert 0.5 < sigma_c < 5
     rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:6]]
