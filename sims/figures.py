@@ -29,13 +29,16 @@ FAMILY_COLORS = {"standard": "k", "ambient": "tab:blue", "CI (DDPM, t)": "tab:or
 
 
 def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """One row per finished cell (ids, family, flat metrics) and the raw results keyed by cell id."""
+    """One row per finished cell (ids, family, flat metrics, ``copy_onset`` derived from the readout) and the
+    raw results keyed by cell id."""
+    from sims.readout import copy_onset
+
     files = sorted((Path(run_dir) / "cells").glob("*.json"))
     if not files:
         raise ValueError(f"run_dir must hold cell results in {Path(run_dir) / 'cells'}, found none")
     raw = {f.stem: json.loads(f.read_text()) for f in files}
-    rows = [{**r["cell"], "family": r["family"], "sigma_c": r.get("sigma_c", math.nan), **r["metrics"]}
-            for r in raw.values()]
+    rows = [{**r["cell"], "family": r["family"], "sigma_c": r.get("sigma_c", math.nan), **r["metrics"],
+             "copy_onset": copy_onset(r["readout"]["sigma"], r["readout"]["ratio"])} for r in raw.values()]
     return pd.DataFrame(rows), raw
 
 

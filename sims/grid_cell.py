@@ -217,7 +217,7 @@ def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
     from sims.classifier1d import features
     from sims.corruption import corrupt
     from sims.preconditioning import EDMPrecond
-    from sims.readout import copy_onset, paired_readout
+    from sims.readout import paired_readout
     from sims.training import TrainConfig, train
     from theory import EmpiricalDenoiser
 
@@ -250,8 +250,7 @@ def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
     readout = paired_readout(ema, emp, b.gen, x_train, b.test, ecfg["readout_sigmas"],
                              num_items=ecfg.get("readout_items", 256), seed=cell.seed)
     sigma_c = _sigma_c(x_train)
-    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": result.last_loss,
-                "copy_onset": copy_onset(readout.sigma, readout.ratio)}
+    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": result.last_loss}
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
             "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
             "metrics": metrics_, "readout": readout.to_dict(), "sigma_c": sigma_c,

@@ -103,18 +103,24 @@ def paired_readout(net: Denoiser, emp: Denoiser, gen: Denoiser, train: Tensor, t
 
 
 def copy_onset(sigma, ratio, threshold: float = 0.5) -> float:
-    """The largest ``sigma`` at which ``r(sigma)`` falls to ``threshold`` or below, interpolated linearly in
-    ``log sigma`` between grid points; ``nan`` if ``r`` never gets there. Above it the net does not copy."""
+    """Where the copying band that starts at the smallest ``sigma`` ends: the first ``sigma`` (from below) at
+    which ``r(sigma)`` rises above ``threshold``, interpolated linearly in ``log sigma``; the largest ``sigma``
+    if ``r`` never rises above it, ``nan`` if ``r`` is above it already at the smallest ``sigma``.
+
+    Scanning from below ignores high-noise levels where ``D_gen`` and ``D_emp`` agree, so ``r``'s denominator
+    vanishes and its value says nothing about copying."""
     s, r = _check_sigmas(sigma), np.asarray(ratio, dtype=float).reshape(-1)
     if r.shape != s.shape:
         raise ValueError(f"ratio must have sigma's shape {s.shape}, got {r.shape}")
     order = np.argsort(s)
     s, r = s[order], r[order]
-    below = np.flatnonzero(r <= threshold)
-    if below.size == 0:
+    above = np.flatnonzero(~(r <= threshold))  # nan counts as above: no evidence of copying
+    if above.size == 0:
+        return float(s[-1])
+    k = above[0]
+    if k == 0:
         return float("nan")
-    k = below[-1]
-    if k + 1 == s.size or not np.isfinite(r[k + 1]):
-        return float(s[k])
-    t = (threshold - r[k]) / (r[k + 1] - r[k])
-    return float(np.exp(np.log(s[k]) + t * (np.log(s[k + 1]) - np.log(s[k]))))
+    if not np.isfinite(r[k]):
+        return float(s[k - 1])
+    t = (threshold - r[k - 1]) / (r[k] - r[k - 1])
+    return float(np.exp(np.log(s[k - 1]) + t * (np.log(s[k]) - np.log(s[k - 1]))))

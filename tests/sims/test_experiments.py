@@ -91,7 +91,7 @@ def _fake_result(dataset, n, method, family, seed, copy):
     readout = {"sigma": sig, **{k: list(np.linspace(0.1, 1.0, 3) + seed) for k in
                                 ("ratio", "necessity", "net_train", "net_test", "emp_train", "emp_test", "gen_train", "gen_test")}}
     metrics = {"copy_share": copy, "nn_distance": 1.0 - copy, "cosine_share": copy, "fd": 2.0 + seed, "wasserstein": 0.5,
-               "js": 0.1, "mmd": 0.01, "copy_onset": 0.3, "train_loss": 0.2, "ref_copy_share": 0.0,
+               "js": 0.1, "mmd": 0.01, "train_loss": 0.2, "ref_copy_share": 0.0,
                "ref_nn_distance": 1.5, "ref_cosine_share": 0.0, "ref_fd": 0.5, "ref_wasserstein": 0.1}
     return {"cell": {"dataset": dataset, "n": n, "method": method, "seed": seed}, "family": family,
             "metrics": metrics, "readout": readout, "sigma_c": 0.7}
@@ -135,6 +135,9 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
     assert edm.seeds == 3 and edm.copy_share == pytest.approx(0.31)
     assert edm.copy_share_pm == pytest.approx(4.302653 * 0.01 / 3**0.5, rel=1e-5)  # t_{0.975,2} s / sqrt(3)
     assert "| mnist1d | 100 | edm | 3 |" in (tmp_path / "figs" / "results.md").read_text()
+    # copy onset from the readout: seed 0 has r = (0.1, 0.55, 1.0), crossing 1/2 at 0.1 * 10^(0.4 / 0.45);
+    # seeds 1, 2 start above 1/2 (no copying band: nan, left out of the mean)
+    assert edm.copy_onset == pytest.approx(0.1 * 10 ** (0.4 / 0.45))
     claims = (tmp_path / "figs" / "claims.md").read_text()
     assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.2 ± " in claims  # paired per seed: 0.1 + s/100 - (0.3 + s/100)
     assert "| mnist1d | 100 | ci_ddpm_low_0.4 - ddpm" not in claims  # no ddpm baseline in this grid

@@ -108,5 +108,8 @@ def test_copy_onset_interpolates_in_log_sigma():
     assert math.isnan(copy_onset(s, [0.9, 0.8, 0.9, 1.0]))
     assert copy_onset(s, [0.1, 0.1, 0.1, 0.1]) == 10.0
     assert copy_onset(s[::-1], [1.0, 0.8, 0.2, 0.0]) == pytest.approx(math.sqrt(0.1))  # order-free
+    # a dip below the threshold at high noise (r ill-conditioned there) does not move the onset
+    assert copy_onset(s, [0.0, 0.2, 0.8, 0.1]) == pytest.approx(math.sqrt(0.1))
+    assert copy_onset(s, [0.0, 0.2, float("nan"), 0.1]) == 0.1
     with pytest.raises(ValueError, match="ratio"):
         copy_onset(s, [0.1, 0.2])
