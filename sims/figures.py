@@ -98,19 +98,26 @@ def _fmt(mean: float, pm: float) -> str:
 
 
 def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
-    """Memorization (copy share, mean nearest-train distance) against quality (FD, Wasserstein)."""
+    """Memorization (copy share, mean nearest-train distance) against quality (FD, Wasserstein); log axes for
+    the distances, since a method whose sampler diverges lands orders of magnitude away."""
     import matplotlib.pyplot as plt
 
     s = summary[(summary.dataset == dataset) & (summary.n == n)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (xm, ym) in zip(axes, (("fd", "copy_share"), ("wasserstein", "nn_distance"))):
+        log_y = ym == "nn_distance"
         for _, r in s.iterrows():
             color = FAMILY_COLORS.get(r["family"], "gray")
-            ax.errorbar(r[xm], r[ym], xerr=_err(r, xm), yerr=_err(r, ym), fmt="o", color=color, ms=4, capsize=2)
+            ax.errorbar(r[xm], r[ym], xerr=_err(r, xm, log=True), yerr=_err(r, ym, log=log_y), fmt="o", color=color,
+                        ms=4, capsize=2)
             ax.annotate(r["method"], (r[xm], r[ym]), fontsize=6, xytext=(3, 2), textcoords="offset points")
-        ref_y = s["ref_" + ym].mean() if "ref_" + ym in s else math.nan
-        if np.isfinite(ref_y):
-            ax.axhline(ref_y, color="gray", ls=":", lw=1, label="held-out reals")
+        for m, line, positive in ((ym, ax.axhline, log_y), (xm, ax.axvline, True)):  # held-out reals' level
+            ref = s["ref_" + m].mean() if "ref_" + m in s else math.nan
+            if np.isfinite(ref) and (ref > 0 or not positive):
+                line(ref, color="gray", ls=":", lw=1)
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
         ax.set_xlabel({"fd": "Frechet distance (own classifier features)", "wasserstein": "PCA Wasserstein"}[xm])
         ax.set_ylabel({"copy_share": "share of copies (d1/d2 < 1/3)", "nn_distance": "mean distance to nearest train item"}[ym])
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
@@ -120,9 +127,12 @@ def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
     return fig
 
 
-def _err(r: pd.Series, m: str) -> float | None:
+def _err(r: pd.Series, m: str, log: bool = False):
+    """The 95% half-width as an error bar; on a log axis the lower arm stops short of zero."""
     pm = r.get(m + "_pm", math.nan)
-    return pm if np.isfinite(pm) else None
+    if not np.isfinite(pm):
+        return None
+    return [[min(pm, 0.9 * r[m])], [pm]] if log and r[m] > 0 else pm
 
 
 def readout_figure(raw: dict[str, dict], dataset: str, n: int):
