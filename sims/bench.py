@@ -117,8 +117,8 @@ def _nn_problem(queries: int, items: int, dim: int) -> tuple[torch.Tensor, torch
     return torch.randn(queries, dim, generator=g), torch.randn(items, dim, generator=g)
 
 
-def nn_probe(method: str, queries: int, items: int, dim: int, chunk: int = 1024) -> dict[str, float]:
-    """Seconds, peak memory growth (MiB) and a checksum of the nearest indices for one full nearest-2 search."""
+def nn_probe(method: str, queries: int, items: int, dim: int, chunk: int = 1024) -> dict:
+    """Seconds, peak memory growth (MiB) and the nearest item of each query for one full nearest-2 search."""
     from sims.metrics import nearest_neighbours
     from theory.bench import peak_growth_mib
 
@@ -134,7 +134,28 @@ def nn_probe(method: str, queries: int, items: int, dim: int, chunk: int = 1024)
 
     t0 = time.perf_counter()
     peak = peak_growth_mib(search)
-    return {"seconds": time.perf_counter() - t0, "peak_mib": peak, "idx_sum": int(out["idx"][:, 0].sum())}
+    return {"seconds": time.perf_counter() - t0, "peak_mib": peak, "nearest": out["idx"][:, 0].tolist()}
+
+
+def nn_benchmark(queries: int, items: int, dim: int) -> dict:
+    """Both searches at ``items / 2`` and ``items`` (fresh processes); where their nearest items differ, the
+    float64 distance decides which one is right."""
+    from theory.bench import in_fresh_process
+
+    res: dict = {}
+    for m in ("streamed", "cdist"):
+        for n in (items // 2, items):
+            res[f"{m}@{n}"] = in_fresh_process("sims.bench", f"nn_probe({m!r}, {queries}, {n}, {dim})")
+    a, b = (torch.tensor(res[f"{m}@{items}"].pop("nearest")) for m in ("streamed", "cdist"))
+    for key in res:
+        res[key].pop("nearest", None)
+    q, x = _nn_problem(queries, items, dim)
+    rows = torch.nonzero(a != b).flatten()
+    da = (q[rows].double() - x[a[rows]].double()).norm(dim=1)
+    db = (q[rows].double() - x[b[rows]].double()).norm(dim=1)
+    res["disagreements"] = {"rows": int(rows.numel()), "streamed_nearer": int((da < db).sum()),
+                            "cdist_nearer": int((db < da).sum()), "ties": int((da == db).sum())}
+    return res
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,15 +192,16 @@ def run(args: argparse.Namespace) -> int:
     print("parallel: " + ", ".join(f"{k}: {v:.1f} steps/s" for k, v in p.items())
           + f"  ratio {p['2 procs x 1 thread'] / p['1 proc x 2 threads']:.2f}")
     if all(args.nn):
-        from theory.bench import in_fresh_process
-
         nq, ni, dim = args.nn
-        nn = {m: in_fresh_process("sims.bench", f"nn_probe({m!r}, {nq}, {ni}, {dim})") for m in ("streamed", "cdist")}
-        res["nearest_neighbours"] = nn
-        s, c = nn["streamed"], nn["cdist"]
-        print(f"nearest 2 of {nq} samples among {ni} items, d = {dim}: streamed exact {s['seconds']:.1f} s, "
-              f"peak +{s['peak_mib']:.0f} MiB | cdist+topk {c['seconds']:.1f} s, peak +{c['peak_mib']:.0f} MiB | "
-              f"time ratio {c['seconds'] / s['seconds']:.2f}, same nearest items: {s['idx_sum'] == c['idx_sum']}")
+        res["nearest_neighbours"] = nn = nn_benchmark(nq, ni, dim)
+        print(f"nearest 2 of {nq} samples among n items, d = {dim} (time, peak memory growth):")
+        for n in (ni // 2, ni):
+            s, c = nn[f"streamed@{n}"], nn[f"cdist@{n}"]
+            print(f"  n = {n}: streamed exact {s['seconds']:.1f} s, +{s['peak_mib']:.0f} MiB | cdist+topk "
+                  f"{c['seconds']:.1f} s, +{c['peak_mib']:.0f} MiB | time ratio {c['seconds'] / s['seconds']:.2f}")
+        d = nn["disagreements"]
+        print(f"  nearest items differ in {d['rows']} of {nq} rows; float64 distance: streamed nearer in "
+              f"{d['streamed_nearer']}, cdist nearer in {d['cdist_nearer']}, ties {d['ties']}")
     if args.json:
         atomic_write_json(args.json, res)
     return 0
