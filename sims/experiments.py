@@ -46,7 +46,11 @@ class Cell:
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a grid config (``.toml`` or ``.json``) and check its structure."""
+    """Read a grid config (``.toml`` or ``.json``) and check its structure.
+
+    ``extends = "other.toml"`` (relative to this file) starts from that config: this file's ``[run]``,
+    ``[train]`` and ``[eval]`` keys override the base's one by one, and its ``datasets`` or ``methods`` lists,
+    where given, replace the base's."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config must be an existing .toml or .json file, got {str(path)!r}")
@@ -56,6 +60,11 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(path.read_text())
     else:
         raise ValueError(f"config must end in .toml or .json, got {path.name!r}")
+    if "extends" in config:
+        base = load_config(path.parent / config.pop("extends"))
+        for key, value in config.items():
+            base[key] = {**base.get(key, {}), **value} if key in ("run", "train", "eval") else value
+        config = base
     check_config(config)
     return config
 

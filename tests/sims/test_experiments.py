@@ -141,3 +141,19 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
     claims = (tmp_path / "figs" / "claims.md").read_text()
     assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.2 ± " in claims  # paired per seed: 0.1 + s/100 - (0.3 + s/100)
     assert "| mnist1d | 100 | ci_ddpm_low_0.4 - ddpm" not in claims  # no ddpm baseline in this grid
+
+
+def test_config_extends_a_base(tmp_path):
+    from sims.experiments import GRID_CONFIG, expand_grid, load_config
+
+    base = load_config(GRID_CONFIG)
+    (tmp_path / "base.toml").write_text(GRID_CONFIG.read_text())
+    (tmp_path / "long.toml").write_text('extends = "base.toml"\n[train]\nsteps = 7\n[run]\nseeds = [4]\n')
+    long = load_config(tmp_path / "long.toml")
+    assert long["train"]["steps"] == 7 and long["train"]["width"] == base["train"]["width"]
+    assert long["run"]["seeds"] == [4] and long["run"]["workers"] == base["run"]["workers"]
+    assert long["methods"] == base["methods"] and long["datasets"] == base["datasets"]
+    assert {c.seed for c in expand_grid(long)} == {4}
+    (tmp_path / "bad.toml").write_text('extends = "missing.toml"\n')
+    with pytest.raises(ValueError, match="config must be an existing"):
+        load_config(tmp_path / "bad.toml")
