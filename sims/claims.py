@@ -10,8 +10,8 @@ The README's verdicts quote these tables; nothing here decides a verdict.
 - C2 ambient training lowers memorization at equal quality: ``ambient_*`` against ``edm``.
 - C4 the interval width controls the trade-off, C5 "later" steps lower memorization and improve alignment:
   ``ci_ddpm_*`` against uniform ``ddpm`` and ``ci_edm_*`` against ``edm``.
-- C6 ``sigma_C`` predicts where the trained nets start to copy: ``copy_onset`` (largest sigma with
-  ``r < 1/2``) against ``sigma_C``.
+- C6 ``sigma_C`` predicts where the trained nets start to copy: ``copy_onset`` (where the band of ``r <= 1/2``
+  that starts at the smallest sigma ends, ``sims.readout.copy_onset``) against ``sigma_C``.
 - C7 ambient + CI beats either alone: ``ambient_1.0_ci_edm_*`` against ``ambient_1.0`` and ``ci_edm_*``.
 """
 from __future__ import annotations
@@ -106,8 +106,9 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict]) -> str:
              "## C6: copy onset against sigma_C\n",
              _summary_table(df.assign(onset_over_sigma_c=df.copy_onset / df.sigma_c),
                             ["dataset", "n", "method"], ["sigma_c", "copy_onset", "onset_over_sigma_c", "copy_share"]),
-             "`copy_onset`: the largest readout sigma where r < 1/2 (the net is nearer the copier than the "
-             "generalizer); NaN where r never falls below 1/2.\n",
+             "`copy_onset`: where the copying band that starts at the smallest readout sigma ends, i.e. the first "
+             "sigma at which r rises above 1/2 (below it the net is nearer the copier than the generalizer); "
+             "NaN where r is above 1/2 already at the smallest sigma.\n",
              "## C7: ambient + CI against each alone\n"]
     c7 = []
     for m in combined:
