@@ -75,5 +75,13 @@ plt.show()
 # %% [markdown]
 # Reading the result: if narrowing the interval moves the methods along a curve from "copies, good FD"
 # to "no copies, worse FD", the width controls the trade-off (claim C4); the direction whose methods sit
-# below and left of uniform `ddpm` is the "later" that reproduces claim C5. Verdicts with numbers over
-# the full grid are in `paper_figs/sim/results.md` and the project report.
+# below and left of uniform `ddpm` is the "later" that reproduces claim C5. The paired test: per seed,
+# `method - baseline`, mean ± 95% t-interval (`sims.claims`; verdicts in the README's "1D-track results").
+
+# %%
+from sims.claims import paired, paired_table
+
+have = set(df.method)
+rows = [r for m in sorted(have) if m.startswith("ci_ddpm") and "ddpm" in have for r in paired(df, m, "ddpm")]
+rows += [r for m in sorted(have) if m.startswith("ci_edm") and "edm" in have for r in paired(df, m, "edm")]
+print(paired_table(rows))

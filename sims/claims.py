@@ -49,7 +49,7 @@ def paired(df: pd.DataFrame, method: str, baseline: str, metrics=DELTAS) -> list
     return rows
 
 
-def _paired_table(rows: list[dict], metrics=DELTAS) -> str:
+def paired_table(rows: list[dict], metrics=DELTAS) -> str:
     head = "| dataset | n | method - baseline | seeds | " + " | ".join(f"Δ {m} (baseline)" for m in metrics) + " |"
     lines = [head, "|---|---|---|---|" + "---|" * len(metrics)]
     for r in rows:
@@ -100,9 +100,9 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict]) -> str:
              "## C1: where the trained net copies (r = 0: empirical optimum, 1: generalizing reference)\n",
              _summary_table(readout_bands(raw), ["dataset", "n", "method"], ["sigma_c", "r_low", "r_high", "M_low", "M_high"]),
              "`r_low`, `M_low`: mean over readout levels sigma <= sigma_C / 2; `r_high`, `M_high`: sigma >= 2 sigma_C.\n",
-             "## C2: ambient training against EDM\n", _paired_table(pairs(ambient, "edm")),
+             "## C2: ambient training against EDM\n", paired_table(pairs(ambient, "edm")),
              "## C4 and C5: CI timestep sampling against uniform steps (DDPM form) and EDM (log-sigma form)\n",
-             _paired_table(pairs(ci_ddpm, "ddpm") + pairs(ci_edm, "edm")),
+             paired_table(pairs(ci_ddpm, "ddpm") + pairs(ci_edm, "edm")),
              "## C6: copy onset against sigma_C\n",
              _summary_table(df.assign(onset_over_sigma_c=df.copy_onset / df.sigma_c),
                             ["dataset", "n", "method"], ["sigma_c", "copy_onset", "onset_over_sigma_c", "copy_share"]),
@@ -113,5 +113,5 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict]) -> str:
     c7 = []
     for m in combined:
         c7 += pairs([m], "ambient_1.0") + pairs([m], m.replace("ambient_1.0_", ""))
-    parts.append(_paired_table(c7))
+    parts.append(paired_table(c7))
     return "\n".join(parts)
