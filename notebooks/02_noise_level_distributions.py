@@ -61,9 +61,14 @@ print(f"{len(laws)} noise-level laws:", ", ".join(laws))
 grid = torch.linspace(math.log(2e-3), math.log(160.0), 600, dtype=torch.float64)
 
 
+def over_steps(law) -> bool:
+    """A law over DDPM steps (exact ``pmf()``), not over ``ln sigma``."""
+    return hasattr(law, "pmf") and getattr(law, "space", "t") == "t"
+
+
 def density_over_log_sigma(law) -> tuple[np.ndarray, np.ndarray]:
     """``(ln sigma, density)`` for a step law (through its schedule) or a continuous one."""
-    if hasattr(law, "pmf") and getattr(law, "space", "t") == "t":
+    if over_steps(law):
         log_s = law.schedule.sigmas.log()
         return log_s.numpy(), (law.pmf() / torch.gradient(log_s)[0]).numpy()
     return grid.numpy(), law.pdf_log_sigma(grid).numpy()
@@ -94,7 +99,7 @@ plt.show()
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for name, law in laws.items():
-    if hasattr(law, "pmf") and getattr(law, "space", "t") == "t":
+    if over_steps(law):
         ax.plot(law.pmf().numpy(), label=name, lw=1)
 ax.set_xlabel("DDPM step t (0 = least noise)")
 ax.set_ylabel("probability")
@@ -119,7 +124,7 @@ print(f"sigma_C (MNIST-1D, n = 300): {sigma_c:.3f}; data std {float(train.std())
 
 def prob_below(law, sigma: float) -> float:
     """``P(sigma_train <= sigma)``, exactly."""
-    if hasattr(law, "pmf") and getattr(law, "space", "t") == "t":
+    if over_steps(law):
         return float(law.pmf()[law.schedule.sigmas <= sigma].sum())
     return float(law.cdf_log_sigma(torch.tensor(math.log(sigma), dtype=torch.float64)))
 

@@ -146,9 +146,8 @@ def nn_benchmark(queries: int, items: int, dim: int) -> dict:
     for m in ("streamed", "cdist"):
         for n in (items // 2, items):
             res[f"{m}@{n}"] = in_fresh_process("sims.bench", f"nn_probe({m!r}, {queries}, {n}, {dim})")
-    a, b = (torch.tensor(res[f"{m}@{items}"].pop("nearest")) for m in ("streamed", "cdist"))
-    for key in res:
-        res[key].pop("nearest", None)
+    nearest = {key: torch.tensor(r.pop("nearest")) for key, r in res.items()}
+    a, b = nearest[f"streamed@{items}"], nearest[f"cdist@{items}"]
     q, x = _nn_problem(queries, items, dim)
     rows = torch.nonzero(a != b).flatten()
     da = (q[rows].double() - x[a[rows]].double()).norm(dim=1)

@@ -21,15 +21,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from sims.figures import t_interval
+from sims.figures import fmt_interval, t_interval
 
 DELTAS = ("copy_share", "nn_distance", "fd", "wasserstein", "js")
-
-
-def _fmt(mean: float, pm: float, digits: int = 3) -> str:
-    if not np.isfinite(mean):
-        return "-"
-    return f"{mean:+.{digits}g}" + (f" ± {pm:.2g}" if np.isfinite(pm) else "")
 
 
 def paired(df: pd.DataFrame, method: str, baseline: str, metrics=DELTAS) -> list[dict]:
@@ -53,7 +47,7 @@ def paired_table(rows: list[dict], metrics=DELTAS) -> str:
     head = "| dataset | n | method - baseline | seeds | " + " | ".join(f"Δ {m} (baseline)" for m in metrics) + " |"
     lines = [head, "|---|---|---|---|" + "---|" * len(metrics)]
     for r in rows:
-        cells = [f"{_fmt(r[m], r[m + '_pm'])} ({r[m + '_base']:.3g})" for m in metrics]
+        cells = [f"{fmt_interval(r[m], r[m + '_pm'], signed=True)} ({r[m + '_base']:.3g})" for m in metrics]
         lines.append(f"| {r['dataset']} | {r['n']} | {r['method']} - {r['baseline']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -79,8 +73,7 @@ def _summary_table(df: pd.DataFrame, keys: list[str], cols: list[str]) -> str:
     lines = ["| " + " | ".join(keys) + " | seeds | " + " | ".join(cols) + " |",
              "|" + "---|" * (len(keys) + 1 + len(cols))]
     for key, g in df.groupby(keys, sort=True):
-        stats = [t_interval(g[c]) for c in cols]
-        cells = [f"{m:.3g}" + (f" ± {pm:.2g}" if np.isfinite(pm) else "") if np.isfinite(m) else "-" for m, pm, _ in stats]
+        cells = [fmt_interval(*t_interval(g[c])[:2]) for c in cols]
         lines.append("| " + " | ".join(map(str, key)) + f" | {len(g)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

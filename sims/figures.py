@@ -86,15 +86,16 @@ def markdown_table(summary: pd.DataFrame, metrics=METRICS) -> str:
     lines = ["| dataset | n | method | seeds | " + " | ".join(cols) + " |",
              "|---|---|---|---|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
-        cells = [_fmt(r[m], r.get(m + "_pm", math.nan)) for m in cols]
+        cells = [fmt_interval(r[m], r.get(m + "_pm", math.nan)) for m in cols]
         lines.append(f"| {r['dataset']} | {r['n']} | {r['method']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(mean: float, pm: float) -> str:
+def fmt_interval(mean: float, pm: float, signed: bool = False) -> str:
+    """``mean ± pm`` for tables (3 and 2 significant digits; '-' for no value, no ``±`` for no interval)."""
     if not np.isfinite(mean):
         return "-"
-    return f"{mean:.3g}" + (f" ± {pm:.2g}" if np.isfinite(pm) else "")
+    return f"{mean:{'+' if signed else ''}.3g}" + (f" ± {pm:.2g}" if np.isfinite(pm) else "")
 
 
 def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):

@@ -12,8 +12,6 @@ need ``O(block^2)`` memory.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -36,8 +34,9 @@ def _same_dim(a: Tensor, b: Tensor, names: str) -> None:
 def nearest_neighbours(queries: Tensor, items: Tensor, k: int = 2, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
     """Exact Euclidean ``k`` nearest items of each query: ``(distances (B, k), indices (B, k))``, ascending.
 
-    Candidates come from the matmul expansion ``|x|^2 - 2 q.x`` (``|q|^2`` does not change the ranking) in blocks (a running top-``k + 2``);
-    their distances are then recomputed as ``|q - x|`` in float64, so near-duplicates are ranked exactly."""
+    Candidates come from the matmul expansion ``|x|^2 - 2 q.x`` (``|q|^2`` does not change the ranking) in
+    blocks (a running top-``k + 2``); their distances are then recomputed as ``|q - x|`` in float64, so
+    near-duplicates are ranked exactly."""
     q, x = _flat(queries, "queries"), _flat(items, "items", min_rows=k)
     _same_dim(q, x, "queries and items")
     if not isinstance(k, int) or k < 1:
