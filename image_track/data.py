@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sims.corruption import corrupt
+from sims.track1d.data import digits
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                   "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -116,9 +119,7 @@ def load_cifar10(path: str | Path, split: str = "train") -> tuple[Tensor, Tensor
 
 
 def load_digits() -> tuple[Tensor, Tensor]:
-    """scikit-learn's 1,797 real 8x8 digits (``sims.data.digits``) as ``(1797, 1, 8, 8)`` images, labels 0..9."""
-    from sims.data import digits
-
+    """scikit-learn's 1,797 real 8x8 digits (``sims.track1d.data.digits``) as ``(1797, 1, 8, 8)`` images, labels 0..9."""
     x, labels = digits()
     return x.reshape(-1, 1, 8, 8), labels
 
@@ -167,8 +168,6 @@ def make_split(images: Tensor, labels: Tensor, n: int, seed: int, sigma_n: float
     tr, he = perm[:n].sort().values, perm[n:].sort().values
     split = Split(images[tr], labels[tr], tr, images[he], labels[he], he)
     if sigma_n is not None:
-        from sims.corruption import corrupt
-
         split.y = corrupt(split.train, tr, sigma_n, seed if noise_seed is None else noise_seed)
         split.sigma_n = float(sigma_n)
     return split

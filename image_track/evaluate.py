@@ -8,38 +8,50 @@ distances to the nearest and second-nearest training image; feature cosine to th
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from image_track.data import Split
-from image_track.features import PIXELS, FeatureNet
+from image_track.features import DEFAULT_CACHE, PIXELS, ClassifierConfig, FeatureNet, feature_net
+from image_track.train import load_run, load_split
+from sims import metrics
 from sims.artifacts import atomic_write_json, save_figure
-from sims.seeding import derive_seed
+from sims.samplers import generate
+
+FEATURES = ("classifier", "pixels")
 
 
-@torch.no_grad()
-def generate(denoiser: nn.Module, num: int, item_shape: tuple[int, ...], num_steps: int = 18, batch: int = 256,
-             seed: int = 0, device: str = "cpu", bf16: bool = False) -> Tensor:
-    """``num`` samples by ``sims.samplers.edm_heun``, ``batch`` at a time. Sample ``i`` starts from noise
-    seeded by ``(seed, i)``, so the samples do not depend on ``batch`` or ``num`` (beyond float rounding).
-    Returned on CPU as float32."""
-    from sims.samplers import edm_heun
-    from sims.schedules import karras_sigmas
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a trained image model is sampled and read: ``num_samples`` by EDM Heun over ``sample_steps``
+    Karras levels, ``sample_batch`` at a time from ``sample_seed``; features ``classifier`` (the dataset's
+    cached feature CNN, trained on first use with ``classifier_epochs``) or ``pixels``; ``use_ema``: the EMA
+    weights (else the raw ones)."""
 
-    if num < 1 or batch < 1:
-        raise ValueError(f"num and batch must be >= 1, got {num}, {batch}")
-    out = []
-    for start in range(0, num, batch):
-        noise = torch.stack([torch.randn(item_shape, generator=torch.Generator().manual_seed(derive_seed(seed, i)))
-                             for i in range(start, min(start + batch, num))]).to(device)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            x = edm_heun(denoiser, noise, karras_sigmas(num_steps))
-        out.append(x.float().cpu())
-    return torch.cat(out)
+    num_samples: int = 1000
+    sample_steps: int = 18
+    sample_batch: int = 256
+    sample_seed: int = 1
+    features: str = "classifier"
+    cache_dir: str = str(DEFAULT_CACHE)
+    classifier_epochs: int = ClassifierConfig.epochs
+    use_ema: bool = True
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+
+def sample_model(model: nn.Module, item_shape: tuple[int, ...], cfg: EvalConfig, device: str) -> Tensor:
+    """``cfg.num_samples`` samples of ``model`` (``sims.samplers.generate``), float32 on the CPU."""
+    return generate(model, cfg.num_samples, item_shape, seed=cfg.sample_seed, steps=cfg.sample_steps,
+                    batch=cfg.sample_batch, device=device)
 
 
 def _to_rgb(img: Tensor) -> np.ndarray:
@@ -51,11 +63,6 @@ def _to_rgb(img: Tensor) -> np.ndarray:
 def nearest_grid(samples: Tensor, train: Tensor, nn_index: Tensor, path: str | Path, config: dict[str, Any],
                  seed: int | None, cols: int = 4, title: str = "") -> Path:
     """A PNG of up to ``4 * cols`` (sample, nearest training image) pairs, with a provenance sidecar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = min(samples.shape[0], 4 * cols)
     rows = -(-k // cols)
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.1, rows * 1.2), squeeze=False)
@@ -87,13 +94,11 @@ class on_device:  # noqa: N801 (used like a function)
         return self.denoiser(x.to(self.device), s).to(x.device, x.dtype)
 
 
-def feature_space(args, dataset: str, data_path: str | None, device: str) -> FeatureNet:
-    """``args.features``: the dataset's cached classifier (trained on first use) or raw pixels."""
-    if args.features == "pixels":
+def feature_space(cfg: EvalConfig, dataset: str, data_path: str | None, device: str) -> FeatureNet:
+    """``cfg.features``: the dataset's cached classifier (trained on first use) or raw pixels."""
+    if cfg.features == "pixels":
         return PIXELS
-    from image_track.features import ClassifierConfig, feature_net
-
-    return feature_net(dataset, data_path, args.cache_dir, ClassifierConfig(epochs=args.classifier_epochs),
+    return feature_net(dataset, data_path, cfg.cache_dir, ClassifierConfig(epochs=cfg.classifier_epochs),
                        device=device, progress=True)
 
 
@@ -101,8 +106,6 @@ def evaluate_samples(samples: Tensor, split: Split, features: FeatureNet, num_re
     """FD on ``features`` (samples vs held-out reals; the training subset vs the same reals as a floor),
     pixel-space distribution metrics, and memorization of the training subset by the samples and, as a
     calibration, by as many held-out reals."""
-    from sims import metrics
-
     ref = split.held[:num_reference]
     reals = split.held[-min(samples.shape[0], split.held.shape[0]):]  # unseen reals, as many as samples
     flat = lambda t: t.reshape(t.shape[0], -1).double()  # noqa: E731
@@ -126,21 +129,16 @@ def evaluate_samples(samples: Tensor, split: Split, features: FeatureNet, num_re
     return report
 
 
-def evaluate_run(run_dir: str | Path, args, device: str) -> dict[str, Any]:
-    """``memdiff image eval``: sample the run's EMA model, evaluate, write ``eval/eval.json`` and ``eval/nearest.png``."""
-    from image_track.train import load_run, load_split
-
-    run, model = load_run(run_dir, device, use_ema=not args.no_ema)
+def evaluate_run(run_dir: str | Path, cfg: EvalConfig, device: str) -> dict[str, Any]:
+    """``memdiff image eval``: sample the run's model, evaluate, write ``eval/eval.json`` and ``eval/nearest.png``."""
+    run, model = load_run(run_dir, device, use_ema=cfg.use_ema)
     split = load_split(run)
-    samples = generate(model, args.num_samples, tuple(split.train.shape[1:]), num_steps=args.sample_steps,
-                       batch=args.sample_batch, seed=args.sample_seed, device=device)
-    report = evaluate_samples(samples, split, feature_space(args, run.dataset, run.data_path, device))
+    samples = sample_model(model, tuple(split.train.shape[1:]), cfg, device)
+    report = evaluate_samples(samples, split, feature_space(cfg, run.dataset, run.data_path, device))
     out = Path(run_dir) / "eval"
-    config = {"run": run.to_dict(), "eval": {k: v for k, v in vars(args).items() if k != "func"}}
+    config = {"run": run.to_dict(), "eval": asdict(cfg)}
     atomic_write_json(out / "eval.json", {**report, "config": config})
-    from sims.metrics import nearest_neighbours
-
-    nn_idx = nearest_neighbours(samples, split.train, k=1)[1][:, 0]
-    nearest_grid(samples, split.train, nn_idx, out / "nearest.png", config, args.sample_seed,
+    nn_idx = metrics.nearest_neighbours(samples, split.train, k=1)[1][:, 0]
+    nearest_grid(samples, split.train, nn_idx, out / "nearest.png", config, cfg.sample_seed,
                  title=f"{run.dataset} n={run.n} loss={run.loss}: samples beside their nearest training image")
     return report

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from image_track.data import load_images, make_split
 from sims.artifacts import atomic_write
-from theory.denoiser import check_finite
+from sims.labels import check_labelled
 
 DEFAULT_CACHE = Path("runs/cache")
 
@@ -60,19 +60,10 @@ class ClassifierConfig:
     seed: int = 0
 
 
-def _check_labelled(images: Tensor, labels: Tensor) -> int:
-    if not torch.is_tensor(images) or not images.is_floating_point() or images.ndim != 4 or images.shape[0] < 2:
-        raise ValueError(f"images must be a float tensor (N, C, H, W) with N >= 2, got {getattr(images, 'shape', images)}")
-    check_finite(images, "images")
-    if not torch.is_tensor(labels) or labels.shape != (images.shape[0],) or labels.is_floating_point() or int(labels.min()) < 0:
-        raise ValueError(f"labels must be non-negative integers of shape ({images.shape[0]},)")
-    return max(int(labels.max()) + 1, 2)
-
-
 def train_classifier(images: Tensor, labels: Tensor, config: ClassifierConfig = ClassifierConfig(),
                      device: str = "cpu", progress: bool = False) -> ImageClassifier:
     """Cross-entropy, Adam with cosine decay, ``config.epochs`` shuffled passes; returned in eval mode on CPU."""
-    num_classes = _check_labelled(images, labels)
+    num_classes = check_labelled(images, labels, (3,), "images")
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     clf = ImageClassifier(images.shape[1], num_classes, config.width, config.feature_dim).to(device)
@@ -99,7 +90,7 @@ def train_classifier(images: Tensor, labels: Tensor, config: ClassifierConfig = 
 @torch.no_grad()
 def accuracy(clf: ImageClassifier, images: Tensor, labels: Tensor, chunk: int = 2048) -> float:
     """Share of ``images`` whose arg-max logit equals the label (streamed in chunks)."""
-    _check_labelled(images, labels)
+    check_labelled(images, labels, (3,), "images")
     dev = next(clf.parameters()).device
     hits = sum(int((clf(images[i:i + chunk].to(dev)).argmax(1).cpu() == labels[i:i + chunk]).sum())
                for i in range(0, images.shape[0], chunk))
@@ -139,7 +130,7 @@ def cached_classifier(dataset: str, train: tuple[Tensor, Tensor], test: tuple[Te
                       device: str = "cpu", progress: bool = False) -> FeatureNet:
     """Train on ``train`` (the dataset's full training split) and score on ``test``, or load the cached
     result keyed by a hash of the training data and ``config``."""
-    num_classes = _check_labelled(*train)
+    num_classes = check_labelled(*train, (3,), "images")
     path = Path(cache_dir) / f"classifier_{dataset}_{_digest(*train, config)}.pt"
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)

@@ -5,7 +5,7 @@
 #   DATA=path/to/fashion-mnist OUT=runs/gpu bash image_track/gpu_experiment.sh
 #
 # 1. `memdiff bench image` (fp32 / bf16, eager / compiled), unless BENCH=0;
-# 2. standard (EDM) against ambient (hybrid, SIGMA_N) training at each n in NS, each one paired
+# 2. standard (EDM) against ambient (hybrid_ambient, SIGMA_N) training at each n in NS, each one paired
 #    theory-vs-trained run (`memdiff image paired`: M(sigma), sigma_C, closed-form copy rate, r(sigma),
 #    memorization and FD in OUT/<loss>_n<n>/paired.json and paired_figure.png);
 # 3. one summary line per run in OUT/summary.jsonl.
@@ -21,15 +21,15 @@ FLAGS=${FLAGS:-"--bf16 --compile"}
 PY=${PYTHON:-python}
 mkdir -p "$OUT"
 if [ "${BENCH:-1}" = 1 ]; then
-  "$PY" -m sims.cli bench image --out "$OUT/bench_image.json" | tee "$OUT/bench_image.txt"
+  "$PY" -m memdiff.cli bench image --out "$OUT/bench_image.json" | tee "$OUT/bench_image.txt"
 fi
 : > "$OUT/summary.jsonl.tmp"
 for n in $NS; do
-  for loss in edm hybrid; do
+  for loss in edm hybrid_ambient; do
     extra=()
-    [ "$loss" = hybrid ] && extra=(--sigma-n "$SIGMA_N")
+    [ "$loss" = hybrid_ambient ] && extra=(--sigma-n "$SIGMA_N")
     # shellcheck disable=SC2086  # FLAGS is a list of flags
-    "$PY" -m sims.cli image paired --data-path "$DATA" --n "$n" --loss "$loss" "${extra[@]}" --steps "$STEPS" \
+    "$PY" -m memdiff.cli image paired --data-path "$DATA" --n "$n" --loss "$loss" "${extra[@]}" --steps "$STEPS" \
       $FLAGS --out "$OUT/${loss}_n$n"
     "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({'loss': sys.argv[2], 'n': int(sys.argv[3]), **r['summary']}))" \
       "$OUT/${loss}_n$n/paired.json" "$loss" "$n" >> "$OUT/summary.jsonl.tmp"

@@ -16,27 +16,40 @@ loss, sigma_n or interval, seed):
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from torch import Tensor
 
-from image_track.evaluate import evaluate_samples, feature_space, generate, on_device
+from image_track.evaluate import EvalConfig, evaluate_samples, feature_space, on_device, sample_model
 from image_track.train import ImageRun, load_run, load_split, train_image_model
 from sims.artifacts import atomic_write_json, provenance, save_figure
+from sims.generation import generation_table
 from sims.readout import copy_onset, paired_readout
+from theory import diagnostics
 from theory.ambient import AmbientDenoiser
+from theory.denoiser import check_positive_int, log_sigma_grid
 from theory.empirical import EmpiricalDenoiser
+from theory.switch import SwitchDenoiser
 
 
-def sigma_grid(num: int, lo: float = 0.002, hi: float = 80.0) -> np.ndarray:
-    """``num`` noise levels spaced evenly in ``log sigma`` over EDM's sampling range."""
-    if num < 2 or not 0 < lo < hi:
-        raise ValueError(f"need num >= 2 and 0 < lo < hi, got {num}, {lo}, {hi}")
-    return np.geomspace(lo, hi, num)
+@dataclass(frozen=True)
+class PairedConfig:
+    """The readout of a paired run: ``num_sigmas`` levels evenly in ``log sigma`` over EDM's sampling range
+    [0.002, 80], ``readout_items`` train and test items per level, a ``gen_pool`` of held-out images behind
+    the generalizing ``D_gen``; and how the model is sampled and read (``eval``)."""
+
+    num_sigmas: int = 13
+    readout_items: int = 256
+    gen_pool: int = 10000
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("num_sigmas", "readout_items", "gen_pool"):
+            check_positive_int(getattr(self, name), name)
 
 
 def gen_pool_and_test(held: Tensor, num_test: int, max_pool: int) -> tuple[Tensor, Tensor]:
@@ -48,16 +61,17 @@ def gen_pool_and_test(held: Tensor, num_test: int, max_pool: int) -> tuple[Tenso
     return held[:-num_test][:max_pool], held[-num_test:]
 
 
-def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str, Any]:
+def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
+    """Train (or reuse) ``run``, then write ``paired.json`` and ``paired_figure.png`` into its folder."""
     out = Path(run.train.out_dir)
     train_image_model(run, resume=True)  # a no-op when the run is already finished
     _, model = load_run(out, device)
     split = load_split(run)
-    pool, test = gen_pool_and_test(split.held, args.readout_items, args.gen_pool)
+    pool, test = gen_pool_and_test(split.held, cfg.readout_items, cfg.gen_pool)
     net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)),
                                                         EmpiricalDenoiser(pool.to(device))))
-    sigmas = sigma_grid(args.num_sigmas)
-    readout = paired_readout(net, emp, gen, split.train, test, sigmas, num_items=args.readout_items, seed=run.data_seed)
+    sigmas = log_sigma_grid(0.002, 80.0, cfg.num_sigmas)
+    readout = paired_readout(net, emp, gen, split.train, test, sigmas, num_items=cfg.readout_items, seed=run.data_seed)
     result: dict[str, Any] = {
         "run": run.to_dict(),
         "readout": readout.to_dict(),
@@ -68,14 +82,13 @@ def paired_run(run: ImageRun, args: argparse.Namespace, device: str) -> dict[str
     if amb is not None:
         above = sigmas[sigmas > split.sigma_n * 1.001]
         r_amb = paired_readout(net, on_device(AmbientDenoiser(split.y.to(device), split.sigma_n), device), gen,
-                               split.train, test, above, num_items=args.readout_items, seed=run.data_seed)
+                               split.train, test, above, num_items=cfg.readout_items, seed=run.data_seed)
         result["ambient_readout"] = r_amb.to_dict()
     result["theory"] = _theory_diagnostics(split.train, test, pool, sigmas, EmpiricalDenoiser(split.train),
-                                           EmpiricalDenoiser(pool), amb, args.readout_items, args.num_samples,
+                                           EmpiricalDenoiser(pool), amb, cfg.readout_items, cfg.eval.num_samples,
                                            run.data_seed)
-    features = feature_space(args, run.dataset, run.data_path, device)
-    samples = generate(model, args.num_samples, tuple(split.train.shape[1:]), num_steps=args.sample_steps,
-                       batch=args.sample_batch, seed=args.sample_seed, device=device)
+    features = feature_space(cfg.eval, run.dataset, run.data_path, device)
+    samples = sample_model(model, tuple(split.train.shape[1:]), cfg.eval, device)
     result["evaluation"] = evaluate_samples(samples, split, features)
     result["summary"] = {"copy_onset_sigma": result["copy_onset_sigma"], **result["evaluation"]["summary"]}
     atomic_write_json(out / "paired.json", {**result, "provenance": provenance(run.to_dict(), run.train.seed)})
@@ -88,13 +101,11 @@ def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.nd
     """Closed forms on the training subset: ``theory.diagnostics.diagnose`` per noise level (losses,
     necessity, gap, posterior concentration of the empirical / generalizing / ambient optima), the
     collapse level (excess-entropy root with the held-out pool as population draws, ``n`` = subset size),
-    the speciation level, and the copy rate of closed-form generation (``theory.generation``)."""
-    from theory import diagnostics, generation
-
+    the speciation level, and the copy rate of closed-form generation (``sims.generation``)."""
     table = diagnostics.diagnose(train, test, gen, sigmas, ambient=amb, emp=emp, num_items=num_items, seed=seed)
-    dens = {"empirical": emp, "generalizing": gen} | ({"ambient_switch": generation.SwitchDenoiser(amb, emp, amb.sigma_n * 1.001)}
+    dens = {"empirical": emp, "generalizing": gen} | ({"ambient_switch": SwitchDenoiser(amb, emp, amb.sigma_n * 1.001)}
                                                        if amb is not None else {})
-    copies = generation.generation_table(dens, train, num_samples=num_samples, seed=seed)
+    copies = generation_table(dens, train, num_samples=num_samples, seed=seed)
     return {"table": table.to_dict(orient="list"),
             "collapse_sigma": diagnostics.collapse_sigma_entropy(pool, n=train.shape[0], seed=seed),
             "speciation_sigma": diagnostics.speciation_sigma(train),
@@ -102,11 +113,6 @@ def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.nd
 
 
 def _figure(result: dict[str, Any], sigma_n: float | None, path: Path, run: ImageRun) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     r = result["readout"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.semilogx(r["sigma"], r["ratio"], "o-", label=r"$r(\sigma)$ vs $D_{emp}$")
@@ -130,7 +136,7 @@ def _figure(result: dict[str, Any], sigma_n: float | None, path: Path, run: Imag
     b.set_ylabel("per-coordinate MSE")
     b.legend(fontsize=7, ncol=2)
     ev = result["evaluation"]["summary"]
-    fig.suptitle(f"{run.dataset} n={run.n} loss={run.loss} dist={run.dist}"
+    fig.suptitle(f"{run.dataset} n={run.n} loss={run.loss} noise={run.noise['kind']}"
                  + (f" sigma_n={run.sigma_n}" if run.sigma_n else "")
                  + f" | FD={ev['fd']:.3g} ({ev['features']}) | memorized={ev['memorized_share']:.3f}", fontsize=8)
     save_figure(fig, path, run.to_dict(), run.train.seed)

@@ -2,7 +2,7 @@
 noise-level distribution from ``sims``, trained by the shared trainer ``sims.training.train``.
 
 A run folder holds ``run.json`` (this module's ``ImageRun``, enough to rebuild data and model),
-``checkpoint.pt`` and ``log.jsonl``. Multi-GPU: ``torchrun --nproc_per_node=G -m sims.cli image train ...``;
+``checkpoint.pt`` and ``log.jsonl``. Multi-GPU: ``torchrun --nproc_per_node=G -m memdiff.cli image train ...``;
 ``init_distributed`` joins the process group (NCCL on CUDA, gloo on CPU) and the trainer shards each
 global batch over the ranks.
 """
@@ -22,10 +22,10 @@ from torch import nn
 from image_track.data import Split, load_images, make_split
 from image_track.unet import UNet, UNetConfig, describe
 from sims.artifacts import atomic_write_json
+from sims.methods import AMBIENT, build_method, canonical
+from sims.preconditioning import EDMPrecond
 from sims.training import TrainConfig, TrainResult, load_checkpoint, train
 
-LOSSES = ("edm", "eps", "ambient", "hybrid")
-DISTS = ("edm", "uniform", "ci", "logit")
 RUN_FILE = "run.json"
 IMAGE_SHAPES = {"fashion-mnist": (1, 28), "cifar10": (3, 32), "digits": (1, 8)}  # (channels, side)
 UNET_PRESETS = {  # cifar10: the layout of EDM's DDPM++ CIFAR-10 network (~60M parameters)
@@ -37,38 +37,47 @@ UNET_PRESETS = {  # cifar10: the layout of EDM's DDPM++ CIFAR-10 network (~60M p
 
 @dataclass
 class ImageRun:
-    """Everything that defines an image-track run. ``sigma_n``: the ambient corruption level (losses
-    ``ambient`` and ``hybrid``); ``ci_low``/``ci_high``: the confidence interval in normalised time
-    ``u = t / T`` for ``dist="ci"``."""
+    """Everything that defines an image-track run. ``loss``, ``noise`` and ``sigma_n`` are a method spec of
+    the one registry (``sims.methods``): ``noise`` is ``{kind = ..., ...}``, e.g.
+    ``{"kind": "ci_t", "interval": [0.0, 0.5]}``; ``sigma_n`` is the ambient corruption level of the
+    losses ``ambient`` and ``hybrid_ambient``."""
 
     dataset: str = "fashion-mnist"
     data_path: str | None = None
     n: int = 300
     data_seed: int = 0
     loss: str = "edm"
-    dist: str = "edm"
+    noise: dict[str, Any] = field(default_factory=lambda: {"kind": "edm_lognormal"})
     sigma_n: float | None = None
-    ci_low: float = 0.0
-    ci_high: float = 0.5
     sigma_data: float = 0.5
     unet: UNetConfig = field(default_factory=UNetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.dist not in DISTS:
-            raise ValueError(f"dist must be one of {DISTS}, got {self.dist!r}")
-        if self.loss in ("ambient", "hybrid") and not (self.sigma_n is not None and self.sigma_n > 0):
+        spec = canonical(self.method)
+        self.loss, self.noise = spec["loss"], spec["noise"]
+        if self.loss in AMBIENT and not (self.sigma_n is not None and self.sigma_n > 0):
             raise ValueError(f"sigma_n must be > 0 for loss={self.loss!r}, got {self.sigma_n}")
         if not self.sigma_data > 0:
             raise ValueError(f"sigma_data must be > 0, got {self.sigma_data}")
+        build_method(self.method, self.sigma_data)  # every other check of the spec, once
+
+    @property
+    def method(self) -> dict[str, Any]:
+        """The run's method spec (``sims.methods``)."""
+        return {"loss": self.loss, "noise": self.noise, "sigma_n": self.sigma_n}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ImageRun":
+        """From ``to_dict``'s output, or a ``run.json`` written before the one registry (``dist``, ``ci_low``,
+        ``ci_high`` become ``noise``)."""
+        d = dict(d)
+        if "dist" in d:
+            dist_name, lo, hi = d.pop("dist"), d.pop("ci_low", 0.0), d.pop("ci_high", 0.5)
+            d["noise"] = {"kind": dist_name, **({"interval": [lo, hi]} if dist_name == "ci" else {})}
         unet = d["unet"] | {k: tuple(d["unet"][k]) for k in ("channel_mult", "attn_resolutions")}
         return cls(**{**d, "unet": UNetConfig(**unet), "train": TrainConfig(**d["train"])})
 
@@ -101,43 +110,19 @@ def init_distributed() -> str:
 
 def build_denoiser(run: ImageRun) -> nn.Module:
     """``EDMPrecond(UNet(run.unet), sigma_data)`` with weights seeded by ``run.train.seed``."""
-    from sims.preconditioning import EDMPrecond
-
     torch.manual_seed(run.train.seed)
     return EDMPrecond(UNet(run.unet), sigma_data=run.sigma_data)
 
 
-def build_levels(run: ImageRun):
-    """The noise-level distribution named by ``run.dist``."""
-    from sims import noise_levels as nl
-
-    if run.dist == "edm":
-        return nl.EDMLogNormal()
-    if run.dist == "uniform":
-        return nl.UniformSteps()
-    if run.dist == "ci":
-        return nl.ConfidenceIntervalGaussian(run.ci_low, run.ci_high)
-    return nl.LogitNormal()
-
-
 def build_loss(run: ImageRun):
-    """The loss named by ``run.loss`` over ``build_levels(run)``."""
-    from sims import losses
-
-    levels = build_levels(run)
-    if run.loss == "edm":
-        return losses.EDMLoss(levels, sigma_data=run.sigma_data)
-    if run.loss == "eps":
-        return losses.EpsilonLoss(levels)
-    if run.loss == "ambient":
-        return losses.AmbientLoss(levels, sigma_n=run.sigma_n, sigma_data=run.sigma_data)
-    return losses.HybridAmbientLoss(levels, sigma_n=run.sigma_n, sigma_data=run.sigma_data)
+    """The loss of the run's method spec (``sims.methods.build_method``)."""
+    return build_method(run.method, run.sigma_data).loss
 
 
 def load_split(run: ImageRun) -> Split:
     """The run's training subset (with its fixed noisy copies for ambient losses) and held-out pool."""
     images, labels = load_images(run.dataset, run.data_path, "train")
-    sigma_n = run.sigma_n if run.loss in ("ambient", "hybrid") else None
+    sigma_n = run.sigma_n if run.loss in AMBIENT else None
     return make_split(images, labels, run.n, run.data_seed, sigma_n=sigma_n)
 
 

@@ -45,14 +45,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from sims.data import gaussian_mixture, mnist1d, split
+from memdiff.demo import markdown
+from memdiff.theory_plots import plot_diagnostics, plot_switch_sweep
+from memdiff.theory_run import noisy_copies
+from sims.generation import generation_table, switch_sweep
+from sims.track1d.data import gaussian_mixture, mnist1d, split
 from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser, LocalPatchDenoiser
-from theory.cli import noisy_copies
-from theory.demo import markdown
+from theory.denoiser import log_sigma_grid
 from theory.diagnostics import (collapse_sigma_entropy, collapse_sigma_isotropic, diagnose, excess_entropy,
-                                log_sigma_grid, necessity_crossing, seeded_generator, speciation_sigma)
-from theory.figures import plot_diagnostics, plot_switch_sweep
-from theory.generation import SwitchDenoiser, generation_table, switch_sweep
+                                necessity_crossing, speciation_sigma)
+from theory.seeding import seeded_generator
+from theory.switch import SwitchDenoiser
 
 FAST = os.environ.get("MEMDIFF_FAST") == "1"
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -86,7 +89,7 @@ print(markdown(pd.DataFrame(rows)))
 # ## 2. A Gaussian mixture: the exact population denoiser is known
 #
 # Ten Gaussian clusters in `d = 40` dimensions, each flat along four random directions
-# (`sims.data.gaussian_mixture`). `D_gen` is the exact mixture denoiser and the population density is
+# (`sims.track1d.data.gaussian_mixture`). `D_gen` is the exact mixture denoiser and the population density is
 # exact, so every curve below is free of modelling error; only Monte Carlo noise remains (paired: the same
 # `z` enters every denoiser).
 

@@ -35,17 +35,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sims.data import mnist1d
-from sims.experiments import GRID_CONFIG, load_config
-from sims.grid_cell import build_loss, training_subset
+from memdiff.demo import markdown
+from memdiff.sim import GRID_CONFIG
+from sims.grid import load_config
 from sims.noise_levels import EDMLogNormal, LogitNormal, UniformSteps
 from sims.schedules import DDPMSchedule
-from theory.demo import markdown
+from sims.methods import build_method
+from sims.track1d.cell import training_subset
+from sims.track1d.data import mnist1d
 from theory.diagnostics import collapse_sigma_entropy
 
 FAST = os.environ.get("MEMDIFF_FAST") == "1"
 methods = {m["name"]: m for m in load_config(GRID_CONFIG)["methods"]}
-laws = {name: build_loss(spec, sigma_data=1.0)[0].levels for name, spec in methods.items()}
+laws = {name: build_method(spec, sigma_data=1.0).levels for name, spec in methods.items()}
 laws["sd3_logit_normal"] = LogitNormal()
 laws["ddpm_cosine"] = UniformSteps(DDPMSchedule("cosine"))
 print(f"{len(laws)} noise-level laws:", ", ".join(laws))

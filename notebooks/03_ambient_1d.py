@@ -27,7 +27,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.figures import notebook_results, readout_figure, summarise
+from memdiff.figs_sim import readout_figure
+from memdiff.results import notebook_results, summarise
 
 df, raw = notebook_results()
 
@@ -70,11 +71,11 @@ plt.show()
 # %% [markdown]
 # Reading the result: ambient training should lower `copy_share` (and raise `nn_distance`) relative to
 # `edm` for a `sigma_n` at which `fd` is not worse. The paired test: per seed (same training subset and
-# sampler noise), `ambient - edm`, mean ± 95% t-interval over seeds (`sims.claims`, as in
+# sampler noise), `ambient - edm`, mean ± 95% t-interval over seeds (`memdiff.claims`, as in
 # `paper_figs/sim/claims.md`; the verdicts are in the README's "1D-track results").
 
 # %%
-from sims.claims import paired, paired_table
+from memdiff.claims import paired, paired_table
 
 ambient = sorted(m for m in set(df.method) if m.startswith("ambient_") and "_ci_" not in m)
 print(paired_table([row for m in ambient for row in paired(df, m, "edm")]))

@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from sims.figures import notebook_results, summarise
-from sims.grid_cell import build_loss
+from memdiff.results import notebook_results, summarise
+from sims.methods import build_method
 
 df, raw = notebook_results()
 
@@ -44,7 +44,7 @@ df, raw = notebook_results()
 methods = {r["method"]["name"]: r["method"] for r in raw.values()}
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for name, spec in sorted(methods.items()):
-    loss, _ = build_loss(spec, sigma_data=1.0)
+    loss = build_method(spec, sigma_data=1.0).loss
     s = loss.levels.sample(20000, generator=torch.Generator().manual_seed(0)).sigma
     ax.hist(np.log10(s.numpy()), bins=80, histtype="step", density=True, label=name)
 ax.set_xlabel("log10 sigma")
@@ -76,10 +76,10 @@ plt.show()
 # Reading the result: if narrowing the interval moves the methods along a curve from "copies, good FD"
 # to "no copies, worse FD", the width controls the trade-off (claim C4); the direction whose methods sit
 # below and left of uniform `ddpm` is the "later" that reproduces claim C5. The paired test: per seed,
-# `method - baseline`, mean ± 95% t-interval (`sims.claims`; verdicts in the README's "1D-track results").
+# `method - baseline`, mean ± 95% t-interval (`memdiff.claims`; verdicts in the README's "1D-track results").
 
 # %%
-from sims.claims import paired, paired_table
+from memdiff.claims import paired, paired_table
 
 have = set(df.method)
 rows = [r for m in sorted(have) if m.startswith("ci_ddpm") and "ddpm" in have for r in paired(df, m, "ddpm")]

@@ -3,14 +3,15 @@
 ``eps_i`` is a pure function of the item's index ``i`` in its full dataset and a seed, so an item gets the
 same noise in every epoch, run, process, resume and training subset. Fresh noise each epoch would average
 back to the clean data and lose the protection against memorization (Shah et al., arXiv 2502.21278).
-"""
+
+Theory: docs/THEORY.md §4.8."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from sims.seeding import derive_seed
 from theory.denoiser import check_finite
+from theory.seeding import derive_seed
 
 _CORRUPTION = 5  # domain tag: these seeds never collide with the trainer's
 

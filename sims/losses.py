@@ -11,7 +11,8 @@ losses, each the mean over the item's coordinates. ``y`` holds the fixed noisy c
              (``weighting="x0"``, the x0-space weight of later ambient code).
 - hybrid:    Shah et al.: clean EDM loss where ``s <= sigma_n``, ambient where ``s > sigma_n``, branch per
              sample, one network call.
-"""
+
+Theory: docs/THEORY.md §4.2-4.3 and §4.7."""
 from __future__ import annotations
 
 import torch

@@ -9,7 +9,8 @@ RBF MMD with the median heuristic, Frechet distance on features.
 Inputs are batches ``(B, *item_shape)``, flattened to ``(B, d)``. Everything that compares samples with
 the training set streams over both in blocks, so 50,000 samples against 60,000 items of dimension 784
 need ``O(block^2)`` memory.
-"""
+
+Theory: docs/THEORY.md §6.3-6.7."""
 from __future__ import annotations
 
 import numpy as np

@@ -6,7 +6,8 @@ for discrete ones, ``cdf_log_sigma`` / ``pdf_log_sigma`` over ``ln sigma`` for c
 
 The confidence-interval Gaussian (Vu et al., arXiv 2601.21348, no public code) is a reconstruction; its
 choices are explicit options (see :class:`ConfidenceIntervalGaussian`).
-"""
+
+Theory: docs/THEORY.md §4.5-4.6."""
 from __future__ import annotations
 
 import math

@@ -9,7 +9,8 @@ best generalizing denoiser ``D_gen``:
 ``r = 0``: the net reproduces the memorizer; ``r = 1``: it is as far from it as the generalizer. Beside it,
 the per-coordinate losses ``L(D, sigma) = E||D(x_i + sigma z) - x_i||^2 / d`` of all three denoisers on
 training and on held-out items, and the memorization necessity ``M = 1 - L_train(D_emp) / L_train(D_gen)``.
-"""
+
+Theory: docs/THEORY.md §6.1-6.2."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

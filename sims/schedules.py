@@ -4,7 +4,8 @@ A DDPM chain ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` rescaled by ``1 / 
 variance-exploding ``x0 + sigma_t eps`` with ``sigma_t = sqrt((1 - abar_t) / abar_t)``, so every DDPM
 quantity is read in the VE form the rest of memdiff uses. Steps are 0-based: ``t = 0`` is the first
 (least noisy) forward step, ``abar_t = prod_{s <= t} (1 - beta_s)``.
-"""
+
+Theory: docs/THEORY.md §4.4 and §5.2."""
 from __future__ import annotations
 
 import math

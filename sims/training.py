@@ -29,8 +29,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sims.artifacts import atomic_write, atomic_write_text
-from sims.seeding import derive_seed
 from theory.denoiser import check_finite
+from theory.seeding import derive_seed
 
 LossFn = Callable[..., Tensor]  # loss(denoiser, x0, y=None, generator=None) -> (B,) per-sample losses
 CHECKPOINT = "checkpoint.pt"

@@ -1,4 +1,5 @@
-"""The ambient-loss optimum on fixed noisy items (DESIGN 1.1): what ambient training can learn at best.
+"""The ambient-loss optimum on fixed noisy items (docs/THEORY.md §2.4; Shah et al., arXiv 2502.21278): what
+ambient training can learn at best.
 
 Training items are seen only as ``y_i = x0_i + sigma_n eps_i``. At ``sigma > sigma_n`` the ambient loss
 ``|| a D(x_t) + (1 - a) x_t - y ||^2`` with ``x_t = y + tau z``, ``tau^2 = sigma^2 - sigma_n^2``,

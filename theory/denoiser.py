@@ -3,12 +3,15 @@
 ``x`` is a batch of shape ``(B, *item_shape)`` (float32 or float64), ``sigma`` a positive float or a
 ``(B,)`` tensor. Closed-form denoisers (``theory``) and trained networks (``sims``, ``image_track``)
 both satisfy it, so samplers, metrics and diagnostics work on either. The helpers here validate input
-once, with errors that name the argument and the expected value.
-"""
+once, with errors that name the argument and the expected value; ``check_sigmas`` and ``log_sigma_grid``
+are the one check and the one grid of noise levels for every layer.
+
+Theory: docs/THEORY.md §1.1."""
 from __future__ import annotations
 
-from typing import Protocol, Union, runtime_checkable
+from typing import Iterable, Protocol, Union, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,6 +53,51 @@ def sigma_per_item(sigma: Sigma, x: Tensor, name: str = "sigma") -> Tensor:
     return s
 
 
+def per_item(v: float | Tensor, x: Tensor, name: str) -> Tensor:
+    """``v`` (a float or a ``(B,)`` tensor) as a ``(B,)`` tensor in ``x``'s dtype and device. Checks the shape
+    only, never the values, so it costs no host sync: the network-side form of ``sigma_per_item``."""
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    v = v.expand(x.shape[0]) if v.ndim == 0 else v
+    if v.shape != (x.shape[0],):
+        raise ValueError(f"{name} must be a float or a tensor of shape ({x.shape[0]},), got shape {tuple(v.shape)}")
+    return v
+
+
 def expand_like(v: Tensor, x: Tensor) -> Tensor:
     """Reshape a per-item ``(B,)`` tensor to ``(B, 1, ..., 1)`` so it broadcasts against ``x``."""
     return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+
+
+def check_sigmas(sigmas: Iterable[float] | float, name: str = "sigmas") -> np.ndarray:
+    """A non-empty 1D float64 array of finite noise levels > 0 (else ``ValueError`` naming ``name``)."""
+    try:
+        s = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-empty sequence of finite floats > 0, got {sigmas!r}") from None
+    if s.size < 1 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"{name} must be a non-empty sequence of finite floats > 0, got {sigmas!r}")
+    return s
+
+
+def log_sigma_grid(lo: float, hi: float, num: int) -> np.ndarray:
+    """``num`` noise levels spaced evenly in ``log sigma`` from ``lo`` to ``hi``."""
+    check_sigmas([lo, hi], "lo, hi")
+    if not lo < hi:
+        raise ValueError(f"lo, hi must satisfy lo < hi, got [{lo}, {hi}]")
+    return np.geomspace(lo, hi, check_positive_int(num, "num"))
+
+
+def check_data(data: Tensor, name: str = "data") -> Tensor:
+    """Validate a training set ``(n, *item_shape)``: floating, ``n >= 1``, at least one coordinate, finite."""
+    if not torch.is_tensor(data) or not data.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point torch tensor of shape (n, *item_shape)")
+    if data.ndim < 2 or data.shape[0] < 1 or data[0].numel() < 1:
+        raise ValueError(f"{name} must have shape (n, *item_shape) with n >= 1 and a non-empty item, got {tuple(data.shape)}")
+    return check_finite(data, name)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """``value`` if it is an integer >= 1 (not a bool), else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value

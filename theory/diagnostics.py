@@ -1,4 +1,4 @@
-"""Per-noise-level diagnostics of memorization (DESIGN section 3).
+"""Per-noise-level diagnostics of memorization (docs/THEORY.md §3).
 
 For training items ``x_1..x_n`` (d values each), held-out items and a generalizing reference ``D_gen``:
 
@@ -31,37 +31,13 @@ from scipy.optimize import brentq
 from torch import Tensor
 
 from theory.ambient import AmbientDenoiser
-from theory.denoiser import Denoiser, check_batch
-from theory.empirical import EmpiricalDenoiser, check_data, check_positive_int
+from theory.denoiser import Denoiser, check_batch, check_data, check_positive_int, check_sigmas
+from theory.empirical import EmpiricalDenoiser
 from theory.gaussian import GaussianDenoiser
+from theory.seeding import seeded_generator
 
 COLUMNS = ("sigma", "denoiser", "loss_train", "loss_test", "loss_train_se", "loss_test_se", "necessity", "gap",
            "max_weight", "eff_items", "max_weight_test", "eff_items_test")
-
-
-def check_sigmas(sigmas: Iterable[float] | float, name: str = "sigmas") -> np.ndarray:
-    """A non-empty 1D float64 array of finite noise levels > 0 (else ``ValueError`` naming ``name``)."""
-    try:
-        s = np.asarray(sigmas, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-empty sequence of finite floats > 0, got {sigmas!r}") from None
-    if s.size < 1 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"{name} must be a non-empty sequence of finite floats > 0, got {sigmas!r}")
-    return s
-
-
-def log_sigma_grid(lo: float, hi: float, num: int) -> np.ndarray:
-    """``num`` noise levels spaced evenly in ``log sigma`` from ``lo`` to ``hi``."""
-    check_sigmas([lo, hi], "lo, hi")
-    if not lo < hi:
-        raise ValueError(f"lo, hi must satisfy lo < hi, got [{lo}, {hi}]")
-    return np.geomspace(lo, hi, check_positive_int(num, "num"))
-
-
-def seeded_generator(*parts: int) -> torch.Generator:
-    """A CPU generator seeded by a hash of the integers ``parts`` (independent streams per part)."""
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
 
 
 def _stats(denoiser: Denoiser, x: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tensor]:

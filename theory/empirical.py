@@ -21,7 +21,8 @@ So the weights are exact up to ``logit_tol`` nats (default 1e-5) at every ``sigm
 used wherever that is possible, and where the posterior is concentrated the cost is one matmul per chunk.
 Statistics are merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
 ``O(B (chunk_size + exact_top d) + rest_block)``, whatever ``n``.
-"""
+
+Theory: docs/THEORY.md §2.1 (and §1.2, §1.8)."""
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, check_finite, expand_like, sigma_per_item
+from theory.denoiser import Sigma, check_batch, check_data, check_positive_int, expand_like, sigma_per_item
 
 
 @dataclass(frozen=True)
@@ -101,24 +102,9 @@ class SoftmaxStats:
         return torch.exp(self.best - self.m) / self.s
 
 
-def check_data(data: Tensor, name: str = "data") -> Tensor:
-    """Validate a training set ``(n, *item_shape)``: floating, ``n >= 1``, at least one coordinate, finite."""
-    if not torch.is_tensor(data) or not data.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point torch tensor of shape (n, *item_shape)")
-    if data.ndim < 2 or data.shape[0] < 1 or data[0].numel() < 1:
-        raise ValueError(f"{name} must have shape (n, *item_shape) with n >= 1 and a non-empty item, got {tuple(data.shape)}")
-    return check_finite(data, name)
-
-
 def sigma64(sigma: Sigma, x: Tensor) -> Tensor:
     """``sigma_per_item`` in float64: a Python float keeps its full precision even for float32 queries."""
     return sigma_per_item(sigma, x.new_empty(x.shape[0], dtype=torch.float64))
-
-
-def check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ For ``x0 ~ N(mu, Sigma)`` and ``x = x0 + sigma z``, with ``Sigma = U diag(lam) U
 
 One eigendecomposition (float64) at construction makes every ``sigma`` cheap, and these forms have no
 cancellation for ``sigma`` anywhere in [1e-4, 1e4] (``lam = 0`` directions included).
-"""
+
+Theory: docs/THEORY.md §2.2, §1.3."""
 from __future__ import annotations
 
 import math
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch, check_finite
-from theory.empirical import check_data, check_positive_int, sigma64
+from theory.denoiser import Sigma, check_batch, check_data, check_finite, check_positive_int
+from theory.empirical import sigma64
 
 
 def check_cov(cov: Tensor, d: int, name: str = "cov") -> tuple[Tensor, Tensor]:

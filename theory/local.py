@@ -16,7 +16,8 @@ Numerics: logits by float64 matmul on patches centred at the mean training patch
 ``1e-16 ||patch||^2 / sigma^2`` nats); training patches are streamed in chunks with the online
 log-sum-exp of :class:`theory.empirical.SoftmaxStats`, so memory is ``O(B M chunk_size)`` for ``M``
 positions, whatever ``n``.
-"""
+
+Theory: docs/THEORY.md §2.5."""
 from __future__ import annotations
 
 import math
@@ -25,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from theory.denoiser import Sigma, check_batch
-from theory.empirical import SoftmaxStats, check_data, check_positive_int, sigma64
+from theory.denoiser import Sigma, check_batch, check_data, check_positive_int
+from theory.empirical import SoftmaxStats, sigma64
 
 
 def _patch_sizes(patch_size: int | tuple[int, ...], spatial: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,14 +6,14 @@ with responsibilities ``r_k(x) = softmax_k(log pi_k + log N(x; mu_k, Sigma_k + s
     D(x) = sum_k r_k(x) D_k(x),     score(x) = sum_k r_k(x) score_k(x),
 
 ``D_k``, ``score_k`` the per-component Wiener forms of :mod:`theory.gaussian`.
-"""
+
+Theory: docs/THEORY.md §2.3."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from theory.denoiser import Sigma
-from theory.empirical import check_positive_int
+from theory.denoiser import Sigma, check_positive_int
 from theory.gaussian import Gaussians, check_cov, check_mean, flat_query
 
 

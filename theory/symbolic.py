@@ -6,7 +6,8 @@ and returns it lambdified (numpy), with the argument order in its docstring. The
 the plain formulas (ratios of exponentials, no log-sum-exp): they are references for moderate ``sigma``. Tests compare
 these functions with :mod:`theory.gaussian`, :mod:`theory.mixture`, :mod:`theory.ambient` and
 :mod:`theory.empirical`. Results are cached: each derivation runs once per process.
-"""
+
+Theory: docs/THEORY.md §2.7."""
 from __future__ import annotations
 
 from functools import lru_cache

@@ -6,7 +6,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
 
 def _write_idx(path, array: np.ndarray, code: int = 0x08, compress: bool = True) -> None:

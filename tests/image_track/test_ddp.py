@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from image_track.train import RUN_FILE, ImageRun, build_denoiser
+from image_track.train import ImageRun, RUN_FILE, build_denoiser
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import image_track.features as feats
-from image_track.features import PIXELS, ClassifierConfig, ImageClassifier, accuracy, feature_net, train_classifier
+from image_track.features import ClassifierConfig, ImageClassifier, PIXELS, accuracy, feature_net, train_classifier
 
 
 def test_classifier_learns_and_is_cached(tmp_path, monkeypatch, fake_fashion):

@@ -22,6 +22,6 @@ def test_gpu_experiment_script_runs_tiny_on_cpu(tmp_path, fake_fashion):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in (tmp_path / "gpu" / "summary.jsonl").read_text().splitlines()]
-    assert [(r["loss"], r["n"]) for r in lines] == [("edm", 16), ("hybrid", 16)]
+    assert [(r["loss"], r["n"]) for r in lines] == [("edm", 16), ("hybrid_ambient", 16)]
     assert all(0 <= r["memorized_share"] <= 1 for r in lines)
-    assert (tmp_path / "gpu" / "hybrid_n16" / "paired_figure.png").exists()
+    assert (tmp_path / "gpu" / "hybrid_ambient_n16" / "paired_figure.png").exists()

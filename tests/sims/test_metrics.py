@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg
 
-from sims.metrics import frechet_distance, max_cosine, memorization_report, mmd_rbf, nearest_neighbours, pca_wasserstein_js
+from sims.metrics import (frechet_distance, max_cosine, memorization_report, mmd_rbf, nearest_neighbours,
+                          pca_wasserstein_js)
 
 
 def exact_cdist(a, b):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from sims.seeding import derive_seed
 from sims.training import TrainConfig, batch_indices, ema_beta, load_checkpoint, train
+from theory.seeding import derive_seed
 
 
 class TinyDenoiser(nn.Module):

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser
+from theory.denoiser import log_sigma_grid
 from theory.diagnostics import (collapse_sigma_entropy, collapse_sigma_isotropic, collapse_sigma_spectrum, diagnose,
-                                excess_entropy, log_sigma_grid, seeded_generator, speciation_sigma)
+                                excess_entropy, speciation_sigma)
+from theory.seeding import seeded_generator
 
 
 def _gaussian_setup(n=24, m=20, d=6, seed=0, dtype=torch.float64):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from theory import GaussianDenoiser, GMMDenoiser
+from theory import GMMDenoiser, GaussianDenoiser
 
 
 def _cov(d: int, seed: int, rank: int | None = None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Property tests of the identities of DESIGN.md section 3 on random small problems (float64).
+"""Property tests of the identities of docs/THEORY.md §1 (Tweedie, Jacobian, error, tower, limits, equivariance,
+convex hull) and §2.4 (ambient) on random small problems (float64).
 
 Sigma is drawn log-uniformly over [1e-3, 1e3]; data are standard normal, so both the memorizing and the
 averaging regimes are visited.
@@ -12,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser, GMMDenoiser
+from theory import AmbientDenoiser, EmpiricalDenoiser, GMMDenoiser, GaussianDenoiser
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)

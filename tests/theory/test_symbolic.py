@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser, GMMDenoiser
-from theory import symbolic
+from theory import AmbientDenoiser, EmpiricalDenoiser, GMMDenoiser, GaussianDenoiser, symbolic
 
 RNG = np.random.default_rng(0)
 POINTS = [(float(x), float(s)) for x, s in zip(RNG.normal(0, 2, 6), np.exp(RNG.uniform(np.log(1e-2), np.log(1e2), 6)))]

@@ -1,0 +1,189 @@
+"""One cell of the 1D grid: draw the training subset, train ``EDMPrecond(net)``, sample, measure.
+
+Per dataset (prepared once, cached under ``<out>/cache``): a source of training candidates, a held-out
+test set, a population pool with labels, the best generalizing denoiser ``D_gen`` (exact for the
+Gaussian mixture, the empirical denoiser of the pool otherwise) and a feature classifier trained on the
+pool (``sims.track1d.classifier``). Per cell: the training subset (``n`` items drawn by seed), the method's
+noise-level distribution and loss, training (``sims.training``), ``num_samples`` samples, memorization
+and alignment metrics (``sims.metrics``) with held-out reals as the reference, and the paired readout
+r(sigma) (``sims.readout``) with sigma_C and the copy onset.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sims import metrics
+from sims.artifacts import atomic_write
+from sims.corruption import corrupt
+from sims.grid import Cell
+from sims.methods import build_method, family
+from sims.preconditioning import EDMPrecond
+from sims.readout import paired_readout
+from sims.samplers import generate
+from sims.track1d.classifier import ClassifierConfig, cached_classifier, features
+from sims.track1d.data import gaussian_mixture, mnist1d
+from sims.track1d.ecg import simulate_beats
+from sims.track1d.mlp import MLP1d
+from sims.track1d.unet import UNet1d
+from sims.training import TrainConfig, train
+from theory import EmpiricalDenoiser, GMMDenoiser
+from theory.diagnostics import collapse_sigma_entropy
+
+
+@dataclass
+class Bundle:
+    source: Tensor
+    test: Tensor
+    pool: Tensor
+    pool_labels: Tensor
+    gen: Any  # D_gen: a denoiser
+    sigma_data: float
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+def _make_data(spec: dict[str, Any], cache: Path) -> dict[str, Tensor]:
+    """Disjoint source / test / pool draws of one dataset kind (labels for the pool)."""
+    kind, sizes = spec["kind"], (spec["source"], spec["test"], spec["pool"])
+    total = sum(sizes)
+    if kind == "mnist1d":
+        x, y = mnist1d(total, seed=spec.get("data_seed", 0))
+        extra: dict[str, Tensor] = {}
+    elif kind == "ecg":
+        x, y = simulate_beats(total, seed=spec.get("data_seed", 0), beats_per_recording=spec.get("beats_per_recording", 10),
+                              cache_dir=cache)
+        extra = {}
+    else:
+        gmm = gaussian_mixture(**spec.get("gmm", {}), seed=spec.get("data_seed", 0))
+        x, y = gmm.sample(total, generator=torch.Generator().manual_seed(spec.get("data_seed", 0) + 1), return_labels=True)
+        extra = {"gmm_weights": gmm.weights, "gmm_means": gmm.means, "gmm_covs": gmm.covs}
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(12345))
+    x, y = x[perm].float(), y[perm].long()
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return {"source": x[:a], "test": x[a:b], "pool": x[b:], "pool_labels": y[b:], **extra}
+
+
+def _data_path(out: Path, spec: dict[str, Any]) -> Path:
+    """Keyed by what the draws depend on, so dataset entries that differ only in ``n`` or methods share them."""
+    keys = ("kind", "source", "test", "pool", "data_seed", "gmm", "beats_per_recording")
+    digest = hashlib.sha1(json.dumps({k: spec.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
+    return out / "cache" / f"data_{spec['kind']}_{digest}.pt"
+
+
+def prepare(config: dict[str, Any], out: str | Path) -> None:
+    """Make (or reuse) every dataset's cached draws and feature classifier before workers start."""
+    out = Path(out)
+    for spec in config["datasets"]:
+        _bundle(str(out), spec["name"], _freeze(config))
+
+
+def _freeze(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+@lru_cache(maxsize=8)
+def _bundle(out: str, name: str, frozen: str) -> Bundle:
+    config = json.loads(frozen)
+    spec = next(d for d in config["datasets"] if d["name"] == name)
+    cache = Path(out) / "cache"
+    path = _data_path(Path(out), spec)
+    if path.exists():
+        data = torch.load(path, weights_only=True)
+    else:
+        data = _make_data(spec, cache)
+        atomic_write(path, lambda tmp: torch.save(data, tmp))
+    if spec["kind"] == "gmm":
+        gen = GMMDenoiser(data["gmm_weights"], data["gmm_means"], data["gmm_covs"])
+    else:
+        gen = EmpiricalDenoiser(data["pool"])
+    return Bundle(source=data["source"], test=data["test"], pool=data["pool"], pool_labels=data["pool_labels"],
+                  gen=gen, sigma_data=float(data["pool"].std()))
+
+
+@lru_cache(maxsize=8)
+def _classifier(out: str, name: str, frozen: str):
+    config = json.loads(frozen)
+    b = _bundle(out, name, frozen)
+    return cached_classifier(b.pool, b.pool_labels, Path(out) / "cache",
+                             ClassifierConfig(steps=config["eval"].get("classifier_steps", 1500)))
+
+
+def training_subset(source: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` items of ``source`` drawn without replacement by ``seed`` (and their indices)."""
+    if not 1 <= n <= source.shape[0]:
+        raise ValueError(f"n must be in [1, {source.shape[0]}] (the source size), got {n}")
+    idx = torch.randperm(source.shape[0], generator=torch.Generator().manual_seed(1000 + seed))[:n]
+    return source[idx], idx
+
+
+# ---- model and method -----------------------------------------------------------------------------------
+def build_net(train_cfg: dict[str, Any], item_shape: tuple[int, ...]) -> nn.Module:
+    """The raw net ``F(x_in, c_noise)`` named by ``train.arch``."""
+    arch = train_cfg.get("arch", "mlp")
+    if arch == "mlp":
+        return MLP1d(item_shape, width=train_cfg.get("width", 256), depth=train_cfg.get("depth", 2))
+    if arch == "unet":
+        ch = train_cfg.get("width", 16)
+        return UNet1d(in_channels=1 if len(item_shape) == 1 else item_shape[0], channels=ch,
+                      channel_mult=tuple(train_cfg.get("channel_mult", (1, 2))), groups=min(8, ch // 2),
+                      attention=train_cfg.get("attention", False))
+    raise ValueError(f"train.arch must be 'mlp' or 'unet', got {arch!r}")
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------
+def sample_metrics(samples: Tensor, train: Tensor, test: Tensor, feats) -> dict[str, float]:
+    """Memorization against ``train`` and alignment with ``test`` (features from the classifier)."""
+    f_s, f_tr, f_te = feats(samples), feats(train), feats(test)
+    mem = metrics.memorization_report(samples, train, features=f_s, train_features=f_tr)
+    pw = metrics.pca_wasserstein_js(samples, test)
+    return {"copy_share": mem["copy_share"], "nn_distance": mem["nn_distance"], "cosine_share": mem["cosine_share"],
+            "wasserstein": pw["wasserstein"], "js": pw["js"], "mmd": float(metrics.mmd_rbf(samples, test)),
+            "fd": float(metrics.frechet_distance(f_s, f_te))}
+
+
+def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
+    """Train and evaluate one cell; returns its JSON-ready result (the caller writes it)."""
+    frozen = _freeze(config)
+    b = _bundle(str(out), cell.dataset, frozen)
+    clf = _classifier(str(out), cell.dataset, frozen)
+    method = next(m for m in config["methods"] if m["name"] == cell.method)
+    tcfg, ecfg = config["train"], config["eval"]
+    x_train, idx = training_subset(b.source, cell.n, cell.seed)
+    item_shape = tuple(x_train.shape[1:])
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cell.seed)
+    model = EDMPrecond(build_net(tcfg, item_shape), sigma_data=b.sigma_data)
+    built = build_method(method, b.sigma_data)
+    y = corrupt(x_train, idx, method["sigma_n"], seed=cell.seed) if built.needs_noisy_copies else None
+    keys = ("steps", "batch_size", "lr", "lr_warmup_steps", "ema_decay", "grad_clip")
+    result = train(model, built.loss, x_train, TrainConfig(**{k: tcfg[k] for k in keys if k in tcfg}, seed=cell.seed,
+                                                     progress=False), y=y)
+    ema = result.ema
+    t1 = time.perf_counter()
+
+    samples = generate(ema, ecfg.get("num_samples", 1000), item_shape, seed=10_000 + cell.seed,
+                       steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
+                       sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
+    feats = lambda x: features(clf, x)  # noqa: E731
+    m = sample_metrics(samples, x_train, b.test, feats)
+    ref = sample_metrics(b.pool[: samples.shape[0]], x_train, b.test, feats)  # held-out reals in place of samples
+    t2 = time.perf_counter()
+
+    emp = EmpiricalDenoiser(x_train)
+    readout = paired_readout(ema, emp, b.gen, x_train, b.test, ecfg["readout_sigmas"],
+                             num_items=ecfg.get("readout_items", 256), seed=cell.seed)
+    sigma_c = float(collapse_sigma_entropy(x_train))
+    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": result.last_loss}
+    return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
+            "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
+            "metrics": metrics_, "readout": readout.to_dict(), "sigma_c": sigma_c,
+            "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": time.perf_counter() - t2}}

@@ -1,0 +1,65 @@
+"""memdiff figs sim: the results table, claims and figures from cell results (fake cells written here)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _fake_result(dataset, n, method, family, seed, copy):
+    import numpy as np
+
+    sig = [0.1, 1.0, 10.0]
+    readout = {"sigma": sig, **{k: list(np.linspace(0.1, 1.0, 3) + seed) for k in
+                                ("ratio", "necessity", "net_train", "net_test", "emp_train", "emp_test", "gen_train", "gen_test")}}
+    metrics = {"copy_share": copy, "nn_distance": 1.0 - copy, "cosine_share": copy, "fd": 2.0 + seed, "wasserstein": 0.5,
+               "js": 0.1, "mmd": 0.01, "train_loss": 0.2, "ref_copy_share": 0.0,
+               "ref_nn_distance": 1.5, "ref_cosine_share": 0.0, "ref_fd": 0.5, "ref_wasserstein": 0.1}
+    return {"cell": {"dataset": dataset, "n": n, "method": method, "seed": seed}, "family": family,
+            "metrics": metrics, "readout": readout, "sigma_c": 0.7}
+
+
+def test_t_interval_matches_scipy():
+    import numpy as np
+    from scipy import stats
+
+    from memdiff.results import t_interval
+
+    v = [0.2, 0.5, 0.9, 0.4]
+    mean, half, k = t_interval(v)
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
+    assert k == 4 and mean == pytest.approx(np.mean(v)) and half == pytest.approx((hi - lo) / 2)
+    assert t_interval([1.0, float("nan")])[1] != t_interval([1.0, float("nan")])[1]  # one finite value: nan width
+    assert t_interval([])[2] == 0
+
+
+def test_figures_write_table_plots_and_sidecars(tmp_path):
+    from sims.artifacts import atomic_write_json
+    from memdiff.figs_sim import make_all
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        for method, fam, copy in (("edm", "standard", 0.3), ("ambient_1.0", "ambient", 0.1), ("ci_ddpm_low_0.4", "CI (DDPM, t)", 0.2)):
+            atomic_write_json(runs / "cells" / f"mnist1d-n100-{method}-s{seed}.json",
+                              _fake_result("mnist1d", 100, method, fam, seed, copy + 0.01 * seed))
+    written = make_all(runs, tmp_path / "figs")
+    names = sorted(p.name for p in written)
+    assert names == ["claims.md", "readout_mnist1d_n100.png", "results.csv", "results.json", "results.md",
+                     "tradeoff_mnist1d_n100.png"]
+    sidecar = json.loads((tmp_path / "figs" / "results.json").read_text())
+    assert sidecar["seed"] == [0, 1, 2] and sidecar["config"]["cells"] == 9 and sidecar["git_revision"]
+    for png in ("readout_mnist1d_n100", "tradeoff_mnist1d_n100"):
+        assert json.loads((tmp_path / "figs" / f"{png}.json").read_text())["config"]["cells"] == 9
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "figs" / "results.csv")
+    edm = table[table.method == "edm"].iloc[0]
+    assert edm.seeds == 3 and edm.copy_share == pytest.approx(0.31)
+    assert edm.copy_share_pm == pytest.approx(4.302653 * 0.01 / 3**0.5, rel=1e-5)  # t_{0.975,2} s / sqrt(3)
+    assert "| mnist1d | 100 | edm | 3 |" in (tmp_path / "figs" / "results.md").read_text()
+    # copy onset from the readout: seed 0 has r = (0.1, 0.55, 1.0), crossing 1/2 at 0.1 * 10^(0.4 / 0.45);
+    # seeds 1, 2 start above 1/2 (no copying band: nan, left out of the mean)
+    assert edm.copy_onset == pytest.approx(0.1 * 10 ** (0.4 / 0.45))
+    claims = (tmp_path / "figs" / "claims.md").read_text()
+    assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.2 ± " in claims  # paired per seed: 0.1 + s/100 - (0.3 + s/100)
+    assert "| mnist1d | 100 | ci_ddpm_low_0.4 - ddpm" not in claims  # no ddpm baseline in this grid
