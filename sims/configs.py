@@ -1,12 +1,14 @@
 """Typed configs from TOML or JSON: read once, with errors that name the file and the key.
 
 A config is a dataclass; ``from_mapping(cls, mapping, source)`` builds it from a parsed file, rejecting
-keys the dataclass does not have and values whose type differs from the field's default (an ``int`` is
-accepted where a ``float`` is expected). Anything finer is the dataclass's own ``__post_init__``.
+keys the dataclass does not have (with a "did you mean" suggestion) and values whose type differs from the
+field's default (an ``int`` is accepted where a ``float`` is expected). Anything finer is the dataclass's own
+``__post_init__``. ``where`` prefixes key names, so a nested table is named by its dotted path.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tomllib
@@ -41,16 +43,24 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def from_mapping(cls: type[T], mapping: Mapping[str, Any], source: str) -> T:
+def check_keys(mapping: Mapping[str, Any], allowed: Any, source: str, where: str = "") -> None:
+    """``ValueError`` naming ``source`` and the first key of ``mapping`` not in ``allowed``, with the nearest
+    allowed key as a suggestion."""
+    for key in mapping:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f"; did you mean {where}{near[0]!r}?" if near else f"; expected one of {sorted(allowed)}"
+            raise ValueError(f"{source}: unknown key {where}{key!r}{hint}")
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any], source: str, where: str = "") -> T:
     """``cls(**mapping)`` after checking every key is a field of ``cls`` and every value has its default's type."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(mapping) - set(fields))
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; expected some of {sorted(fields)}")
+    check_keys(mapping, fields, source, where)
     for key, value in mapping.items():
         f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         if not _type_ok(value, default):
-            raise ValueError(f"{source}: {key} must be of type {type(default).__name__}, got {value!r}")
+            raise ValueError(f"{source}: {where}{key} must be of type {type(default).__name__}, got {value!r}")
     return cls(**mapping)
