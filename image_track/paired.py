@@ -65,7 +65,7 @@ def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
     """Train (or reuse) ``run``, then write ``paired.json`` and ``paired_figure.png`` into its folder."""
     out = Path(run.train.out_dir)
     train_image_model(run, resume=True)  # a no-op when the run is already finished
-    _, model = load_run(out, device)
+    _, model = load_run(out, device, use_ema=cfg.eval.use_ema)
     split = load_split(run)
     pool, test = gen_pool_and_test(split.held, cfg.readout_items, cfg.gen_pool)
     net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)),

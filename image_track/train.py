@@ -21,10 +21,10 @@ from torch import nn
 
 from image_track.data import Split, load_images, make_split
 from image_track.unet import UNet, UNetConfig, describe
-from sims.artifacts import atomic_write_json
+from sims.artifacts import atomic_write_json, move_aside
 from sims.methods import AMBIENT, build_method, canonical
 from sims.preconditioning import EDMPrecond
-from sims.training import TrainConfig, TrainResult, load_checkpoint, train
+from sims.training import CHECKPOINT, LOG, TrainConfig, TrainResult, load_checkpoint, train
 
 RUN_FILE = "run.json"
 IMAGE_SHAPES = {"fashion-mnist": (1, 28), "cifar10": (3, 32), "digits": (1, 8)}  # (channels, side)
@@ -126,8 +126,30 @@ def load_split(run: ImageRun) -> Split:
     return make_split(images, labels, run.n, run.data_seed, sigma_n=sigma_n)
 
 
-def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True) -> TrainResult:
-    """Train ``run`` and write ``run.json`` beside the checkpoint (rank 0 only)."""
+def _check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Keep an earlier run from being clobbered: a folder holding one (``run.json``, ``checkpoint.pt`` or
+    ``log.jsonl``) is refused unless ``resume`` (its checkpoint is read first, so a damaged one fails before
+    ``run.json`` is rewritten) or ``overwrite`` (it is renamed to ``<folder>.old-<timestamp>``, rank 0)."""
+    out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run in the folder or replace it")
+    if resume:
+        if (out_dir / CHECKPOINT).exists():
+            load_checkpoint(out_dir, mmap=True)
+        return
+    held = [name for name in (RUN_FILE, CHECKPOINT, LOG) if (out_dir / name).exists()]
+    if held and not overwrite:
+        raise ValueError(f"out_dir {out_dir} already holds a run ({', '.join(held)}): continue it with --resume, "
+                         f"move it aside with --overwrite, or choose another folder")
+    if held and (not dist.is_initialized() or dist.get_rank() == 0):
+        print(f"moved the earlier run aside to {move_aside(out_dir)}", flush=True)
+
+
+def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train ``run`` and write ``run.json`` beside the checkpoint (rank 0 only); an earlier run in the
+    folder is continued (``resume``), moved aside (``overwrite``) or refused (:func:`_check_run_folder`)."""
+    if run.train.out_dir:
+        _check_run_folder(run.train.out_dir, resume, overwrite)
     split = load_split(run)
     if tuple(split.train.shape[1:]) != (run.unet.in_channels, run.unet.resolution, run.unet.resolution):
         raise ValueError(f"unet in_channels/resolution must match the data {tuple(split.train.shape[1:])}, got "

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from theory.denoiser import check_finite
-from theory.seeding import derive_seed
+from theory.seeding import seeded_generator
 
 _CORRUPTION = 5  # domain tag: these seeds never collide with the trainer's
 
@@ -23,7 +23,7 @@ def fixed_noise(indices: Tensor, item_shape: tuple[int, ...], seed: int, dtype: 
         raise ValueError(f"indices must be a 1D tensor of non-negative integers, got {idx}")
     out = torch.empty(idx.shape[0], *item_shape, dtype=torch.float64)
     for row, i in zip(out, idx.tolist()):
-        row.copy_(torch.randn(item_shape, generator=torch.Generator().manual_seed(derive_seed(_CORRUPTION, seed, i)),
+        row.copy_(torch.randn(item_shape, generator=seeded_generator(_CORRUPTION, seed, i),
                               dtype=torch.float64))
     return out.to(dtype)
 

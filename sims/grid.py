@@ -2,36 +2,64 @@
 
 A grid is the product seeds x datasets (each with its training sizes ``n`` and its methods) x methods.
 Each cell (dataset, n, method, seed) is done by a track's ``runner(config, cell, out) -> dict`` (the 1D
-track's is ``sims.track1d.cell.run_cell``); its result is written atomically to
-``<out>/cells/<cell id>.json``, and a cell whose file exists is skipped, so a grid can be killed and
-restarted. Cells run in ``workers`` processes with ``threads`` torch threads each.
+track's is ``sims.track1d.cell.run_cell``); its JSON-ready result is written atomically to
+``<out>/cells/<cell id>.json`` with ``"schema": 1`` and ``"sha256"``, the SHA-256 of the canonical JSON
+(sorted keys, no spaces) of everything else in the file. Cells run in ``workers`` processes with ``threads``
+torch threads each.
 
-Config layout (see ``configs/sim_grid.toml``)::
+Nothing lost, nothing silent:
 
-    [run]      seeds, workers, threads
-    [train]    defaults of every cell's training (arch, width, steps, batch_size, lr, ...)
-    [eval]     sampling and readout settings
-    [[datasets]]  name, kind ("mnist1d" | "ecg" | "gmm"), n = [...], methods = "all" or [...], size keys
-    [[methods]]   name and a method spec of ``sims.methods`` (loss, noise = {kind = ...}, sigma_n, ...)
+- Resume: a cell counts as done only when its file reads back valid (``read_cell``); a truncated, empty or
+  non-JSON file, one of another schema or with a wrong checksum is named in one log line and its cell runs
+  again. Files written before schema 1 (no ``schema`` key) are accepted when they hold ``cell``, ``metrics``
+  and ``readout``.
+- Interruption: SIGINT or SIGTERM makes ``run_grid`` end its worker processes at once, start no queued cell,
+  keep the finished cells and raise ``GridInterrupted`` (``memdiff sim`` then exits with code 130); running
+  the grid again resumes it. A failing cell starts no queued cell either, but lets the running ones finish.
+- Config: ``check_config`` rejects unknown keys at every level (suggesting the nearest known one), missing
+  required keys and values of the wrong type or range, naming the file and the dotted key, before any work.
+
+Config layout (see ``configs/sim_grid.toml``; the checks are the tables ``RUN``, ``TRAIN``, ``EVAL``,
+``DATASET`` and ``REQUIRED`` below, the methods are checked by ``sims.methods.build_method``)::
+
+    [run]      seeds (required), workers, threads
+    [train]    every cell's training: arch, width, depth, channel_mult, attention, steps, batch_size, lr, ...
+    [eval]     sampling and readout: readout_sigmas (required), num_samples, sampler, sampler_steps, ...
+    [[datasets]]  name, kind ("mnist1d" | "ecg" | "gmm"), n = [...], source, test, pool (required);
+                  methods = "all" or [...], data_seed, gmm = {...}, beats_per_recording
+    [[methods]]   name and a method spec of ``sims.methods`` (loss, noise = {kind = ...}, sigma_n, weighting)
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import multiprocessing as mp
 import os
+import re
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from sims.artifacts import atomic_write_json
-from sims.configs import read_config_file
-from sims.methods import build_method
+from sims.configs import check_keys, read_config_file
+from sims.methods import SPEC_KEYS, build_method
+from sims.samplers import DETERMINISTIC
 
 DATASET_KINDS = ("mnist1d", "ecg", "gmm")
+SECTIONS = ("run", "train", "eval", "datasets", "methods")
+TABLES = ("run", "train", "eval")  # merged key by key under ``extends``; the lists replace the base's
+CELL_SCHEMA = 1
+LEGACY_KEYS = ("cell", "metrics", "readout")  # what a cell file written before schema 1 must hold
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -46,54 +74,134 @@ class Cell:
         return f"{self.dataset}-n{self.n}-{self.method}-s{self.seed}"
 
 
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a grid config (``.toml`` or ``.json``) and check its structure.
+class GridInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``run_grid``: its workers are ended, no queued cell was started and the finished
+    cells are kept, so running the grid again resumes it. A ``KeyboardInterrupt``, so ``except Exception`` lets
+    it through."""
 
-    ``extends = "other.toml"`` (relative to this file) starts from that config: this file's ``[run]``,
-    ``[train]`` and ``[eval]`` keys override the base's one by one, and its ``datasets`` or ``methods`` lists,
-    where given, replace the base's."""
+
+# ---- config schema: per section, key -> (check, what the value must be) -----------------------------------
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _int(lo: int) -> Check:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo), f"an integer >= {lo}"
+
+
+def _number(ok: Callable[[float], bool], what: str) -> Check:
+    """A finite int or float (TOML writes ``1`` for ``1.0``) for which ``ok`` holds."""
+    return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)), what
+
+
+def _one_of(*names: str) -> Check:
+    return (lambda v: isinstance(v, str) and v in names), f"one of {list(names)}"
+
+
+def _list_of(item: Check) -> Check:
+    ok, what = item
+    return (lambda v: isinstance(v, list) and len(v) > 0 and all(ok(x) for x in v)), f"a non-empty list, each {what}"
+
+
+POSITIVE = _number(lambda v: v > 0, "a finite number > 0")
+# names make cell ids (``<dataset>-n<n>-<method>-s<seed>``) and file names: no '-', '/' or spaces
+NAME: Check = (lambda v: isinstance(v, str) and re.fullmatch(r"[\w.]+", v) is not None,
+               "a non-empty name of letters, digits, '_' and '.'")
+RUN: dict[str, Check] = {"seeds": _list_of(_int(0)), "workers": _int(1), "threads": _int(1)}
+TRAIN: dict[str, Check] = {  # read by sims.track1d.cell (build_net, and sims.training.TrainConfig)
+    "arch": _one_of("mlp", "unet"), "width": _int(1), "depth": _int(0), "channel_mult": _list_of(_int(1)),
+    "attention": (lambda v: isinstance(v, bool), "true or false"), "steps": _int(1), "batch_size": _int(1),
+    "lr": POSITIVE, "lr_warmup_steps": _int(0), "ema_decay": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "grad_clip": POSITIVE}
+EVAL: dict[str, Check] = {
+    "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
+    "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
+    "classifier_steps": _int(1)}
+DATASET: dict[str, Check] = {
+    "name": NAME, "kind": _one_of(*DATASET_KINDS), "n": _list_of(_int(2)),
+    "methods": (lambda v: v == "all" or (isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) for m in v)),
+                '"all" or a non-empty list of method names'),
+    "source": _int(2), "test": _int(2), "pool": _int(2), "data_seed": _int(0),
+    "gmm": (lambda v: isinstance(v, dict), "a table of sims.track1d.data.gaussian_mixture arguments"),
+    "beats_per_recording": _int(1)}
+REQUIRED = {"run": ("seeds",), "eval": ("readout_sigmas",), "datasets": ("name", "kind", "n", "source", "test", "pool")}
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a grid config (``.toml`` or ``.json``) and check it (``check_config``), naming this file in errors.
+
+    ``extends = "other.toml"`` (relative to this file) starts from that config, itself loaded and checked first:
+    this file's ``[run]``, ``[train]`` and ``[eval]`` keys override the base's one by one, and its ``datasets``
+    or ``methods`` lists, where given, replace the base's."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config must be an existing .toml or .json file, got {str(path)!r}")
     config = read_config_file(path)
-    if "extends" in config:
-        base = load_config(path.parent / config.pop("extends"))
-        for key, value in config.items():
-            base[key] = {**base.get(key, {}), **value} if key in ("run", "train", "eval") else value
-        config = base
-    check_config(config)
+    extends = config.pop("extends", None) if isinstance(config, dict) else None
+    if extends is not None:
+        if not isinstance(extends, str):
+            raise ValueError(f"{path}: extends must be a config file name relative to this file, got {extends!r}")
+        base = load_config(path.parent / extends)
+        config = {**base, **{k: {**base[k], **v} if k in TABLES and isinstance(v, dict) else v
+                             for k, v in config.items()}}
+    check_config(config, str(path))
     return config
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the offending key when the grid is malformed."""
-    for key in ("run", "train", "eval", "datasets", "methods"):
+def check_config(config: Any, source: str = "config") -> None:
+    """Raise ``ValueError`` naming ``source`` (the file) and the dotted key when the grid is malformed: an unknown
+    key (with the nearest known one), a missing section or required key, a value of the wrong type or range, a
+    method spec ``sims.methods.build_method`` rejects, a dataset naming an unknown method or an ``n`` larger than
+    its ``source``."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: a grid config must be a table of sections {list(SECTIONS)}")
+    check_keys(config, SECTIONS, source)
+    for key in SECTIONS:
         if key not in config:
-            raise ValueError(f"config must have a [{key}] section")
-    seeds = config["run"].get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ValueError(f"run.seeds must be a non-empty list of integers, got {seeds!r}")
-    methods = [m.get("name") for m in config["methods"]]
-    if not methods or len(set(methods)) != len(methods) or not all(isinstance(m, str) and m for m in methods):
-        raise ValueError(f"methods must have unique non-empty names, got {methods!r}")
-    for m in config["methods"]:
+            raise ValueError(f"{source}: config must have a [{key}] section")
+    _check_section(config["run"], RUN, source, "run.")
+    methods = _entries(config, "methods", source)
+    names = [m.get("name") for m in methods]
+    if not all(NAME[0](m) for m in names) or len(set(names)) != len(names):
+        raise ValueError(f"{source}: methods must have unique names, each {NAME[1]}, got {names!r}")
+    for m in methods:
+        check_keys(m, SPEC_KEYS, f"{source}, method {m['name']!r}", "methods.")
         try:
             build_method(m)
         except ValueError as e:
-            raise ValueError(f"methods entry {m['name']!r}: {e}") from None
-    names = [d.get("name") for d in config["datasets"]]
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"datasets must have unique names, got {names!r}")
-    for d in config["datasets"]:
-        if d.get("kind") not in DATASET_KINDS:
-            raise ValueError(f"datasets.kind must be one of {DATASET_KINDS}, got {d.get('kind')!r} for {d.get('name')!r}")
-        ns = d.get("n")
-        if not isinstance(ns, list) or not ns or not all(isinstance(n, int) and n >= 2 for n in ns):
-            raise ValueError(f"datasets.n must be a non-empty list of integers >= 2, got {ns!r} for {d['name']!r}")
-        chosen = d.get("methods", "all")
-        unknown = set() if chosen == "all" else set(chosen) - set(methods)
+            raise ValueError(f"{source}: methods entry {m['name']!r}: {e}") from None
+    datasets = _entries(config, "datasets", source)
+    for d in datasets:
+        where = f"{source}, dataset {d.get('name')!r}"
+        _check_section(d, DATASET, where, "datasets.")
+        unknown = [] if d.get("methods", "all") == "all" else sorted(set(d["methods"]) - set(names))
         if unknown:
-            raise ValueError(f"datasets.methods of {d['name']!r} must name configured methods, unknown: {sorted(unknown)}")
+            raise ValueError(f"{where}: datasets.methods must name configured methods, unknown: {unknown}")
+        if max(d["n"]) > d["source"]:
+            raise ValueError(f"{where}: datasets.n must be <= datasets.source = {d['source']} (the subsets are "
+                             f"drawn from the source), got {d['n']}")
+    if len({d["name"] for d in datasets}) != len(datasets):
+        raise ValueError(f"{source}: datasets must have unique names, got {[d['name'] for d in datasets]!r}")
+    _check_section(config["train"], TRAIN, source, "train.")
+    _check_section(config["eval"], EVAL, source, "eval.")
+
+
+def _entries(config: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
+    entries = config[key]
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"{source}: {key} must be a non-empty list of tables ([[{key}]]), got {entries!r}")
+    return entries
+
+
+def _check_section(section: Any, schema: dict[str, Check], source: str, where: str) -> None:
+    """Every key of ``section`` known to ``schema``, its value passing the check, the ``REQUIRED`` keys there."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{source}: {where.rstrip('.')} must be a table, got {section!r}")
+    check_keys(section, schema, source, where)
+    for key, value in section.items():
+        ok, what = schema[key]
+        if not ok(value):
+            raise ValueError(f"{source}: {where}{key} must be {what}, got {value!r}")
+    for key in REQUIRED.get(where.rstrip("."), ()):
+        if key not in section:
+            raise ValueError(f"{source}: {where}{key} must be given ({schema[key][1]})")
 
 
 def expand_grid(config: dict[str, Any], only: str | None = None) -> list[Cell]:
@@ -107,54 +215,170 @@ def expand_grid(config: dict[str, Any], only: str | None = None) -> list[Cell]:
     return [c for c in cells if only is None or fnmatch(c.id, only)]
 
 
+# ---- cell files -----------------------------------------------------------------------------------------
 def cell_path(out: str | os.PathLike, cell: Cell) -> Path:
     return Path(out) / "cells" / f"{cell.id}.json"
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _seal(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with the schema version and the checksum of its JSON form (as it will read back: tuples as
+    lists, keys as strings)."""
+    payload = json.loads(json.dumps({**result, "schema": CELL_SCHEMA}))
+    return {**payload, "sha256": _digest(payload)}
+
+
+def read_cell(path: str | os.PathLike) -> dict[str, Any]:
+    """The result in a cell file, checked (module docstring); ``ValueError`` naming the file and what is wrong
+    when it is empty, not JSON (e.g. truncated), not a JSON object, of another schema, has a wrong checksum,
+    or (without a schema: written before schema 1) lacks one of ``cell``, ``metrics``, ``readout``."""
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    try:
+        result = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"cell file {path} is {'empty' if not text.strip() else f'not valid JSON ({e})'}") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"cell file {path} must hold a JSON object, got {type(result).__name__}")
+    if "schema" not in result:
+        missing = [k for k in LEGACY_KEYS if k not in result]
+        if missing:
+            raise ValueError(f"cell file {path} has no schema and lacks {missing}")
+    elif result["schema"] != CELL_SCHEMA:
+        raise ValueError(f"cell file {path} has schema {result['schema']!r}, expected {CELL_SCHEMA}")
+    elif result.get("sha256") != _digest({k: v for k, v in result.items() if k != "sha256"}):
+        raise ValueError(f"cell file {path} does not match its sha256 checksum (edited or corrupted)")
+    return result
+
+
+def pending(out: str | os.PathLike, cells: list[Cell], log: Callable[[str], None] = print) -> list[Cell]:
+    """The cells without a valid result file in ``out``; each invalid file is logged in one line and its cell
+    counts as not done (running it replaces the file)."""
+    todo = []
+    for c in cells:
+        path = cell_path(out, c)
+        if path.exists():
+            try:
+                read_cell(path)
+                continue
+            except ValueError as e:
+                log(f"{e}; counted as not done, so the grid runs that cell again")
+        todo.append(c)
+    return todo
+
+
+# ---- running ----------------------------------------------------------------------------------------------
 def _run_one(runner: Callable[..., dict[str, Any]], config: dict[str, Any], cell: Cell, out: str) -> tuple[str, float]:
     t0 = time.perf_counter()
     result = runner(config, cell, Path(out))
     result["wall_s"] = time.perf_counter() - t0
-    atomic_write_json(cell_path(out, cell), result)
+    atomic_write_json(cell_path(out, cell), _seal(result))
     return cell.id, result["wall_s"]
+
+
+def _init_worker(threads: int) -> None:
+    """A worker ignores SIGINT (a terminal's Ctrl-C reaches the whole process group): the main process ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While the grid runs, SIGINT and SIGTERM raise ``GridInterrupted`` in the main thread (SIGTERM would
+    otherwise kill this process and orphan its workers); further signals are ignored during the clean-up, which
+    is bounded, and the previous handlers come back afterwards. Elsewhere than the main thread: no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise GridInterrupted(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes, cancel its queued cells and wait (a few seconds at most) for the processes
+    to go. ``pool._processes``: Python < 3.14 has no public handle on the workers."""
+    processes = list((pool._processes or {}).values())
+    for p in processes:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _run_pool(runner: Callable[..., dict[str, Any]], config: dict[str, Any], todo: list[Cell], out: str,
+              workers: int, threads: int, record: Callable[[str, float], None]) -> None:
+    """Run ``todo`` in ``workers`` spawned processes. A failed cell starts no queued cell and lets the running ones
+    finish; an interrupt (also one during that wait) ends the workers at once."""
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+    try:
+        try:
+            for f in as_completed([pool.submit(_run_one, runner, config, c, out) for c in todo]):
+                record(*f.result())
+        except Exception:
+            pool.shutdown(cancel_futures=True)
+            raise
+    except KeyboardInterrupt:
+        _end_workers(pool)
+        raise
+    pool.shutdown()
 
 
 def run_grid(config: dict[str, Any], out: str | os.PathLike, runner: Callable[..., dict[str, Any]], *,
              prepare: Callable[[dict[str, Any], Path], None] | None = None, workers: int = 1, threads: int = 1,
              only: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every cell without a result file; returns ``{"done", "skipped", "wall_s"}``.
+    """Check ``config``, then run every cell without a valid result file; returns ``{"done", "skipped", "wall_s"}``.
 
-    ``runner(config, cell, out) -> dict`` does one cell (a module-level function, so that worker processes
-    can import it); ``prepare(config, out)``, when given, makes the shared inputs (data pools, feature
-    classifiers) once before any worker starts.
+    ``runner(config, cell, out) -> dict`` does one cell and returns a JSON-ready dict (a module-level function, so
+    that worker processes can import it); ``prepare(config, out)``, when given, makes the shared inputs (data
+    pools, feature classifiers) once before any worker starts. SIGINT or SIGTERM raise ``GridInterrupted``
+    (module docstring).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be >= 1, got {workers}, {threads}")
+    check_config(config)
     out = Path(out)
-    if prepare is not None:
-        prepare(config, out)
     cells = expand_grid(config, only)
-    todo = [c for c in cells if not cell_path(out, c).exists()]
+    todo = pending(out, cells, log)
     atomic_write_json(out / "grid.json", {"config": config, "cells": [c.id for c in cells]})
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
         f"({workers} worker(s) x {threads} thread(s))")
+    finished: list[str] = []
+
+    def record(cid: str, wall: float) -> None:
+        finished.append(cid)
+        log(f"[{len(finished)}/{len(todo)}] {cid} {wall:.1f}s")
+
     t0 = time.perf_counter()
-    if workers == 1:
-        _init_worker(threads)
-        for i, c in enumerate(todo):
-            cid, w = _run_one(runner, config, c, str(out))
-            log(f"[{i + 1}/{len(todo)}] {cid} {w:.1f}s")
-    else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
-            futures = [pool.submit(_run_one, runner, config, c, str(out)) for c in todo]
-            for i, f in enumerate(as_completed(futures)):
-                cid, w = f.result()
-                log(f"[{i + 1}/{len(todo)}] {cid} {w:.1f}s")
+    with _signals_interrupt():
+        try:
+            if prepare is not None:
+                prepare(config, out)
+            if workers == 1:
+                torch.set_num_threads(threads)
+                for c in todo:
+                    record(*_run_one(runner, config, c, str(out)))
+            else:
+                _run_pool(runner, config, todo, str(out), workers, threads, record)
+        except GridInterrupted as e:
+            raise GridInterrupted(f"{e} after {len(finished)} of {len(todo)} cells; the finished cells are kept "
+                                  f"in {out / 'cells'}") from None
     wall = time.perf_counter() - t0
     summary = {"done": len(todo), "skipped": len(cells) - len(todo), "wall_s": wall}
     log(f"grid finished: {summary['done']} cells in {wall:.1f}s")

@@ -14,6 +14,7 @@ earlier names are mapped once, here, by ``canonical``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -42,15 +43,28 @@ def canonical(spec: Mapping[str, Any]) -> dict[str, Any]:
     ``uniform``, ``ci``, ``logit``) mapped once, a missing noise law set to ``edm_lognormal``."""
     out = dict(spec)
     out["loss"] = OLD_LOSS_NAMES.get(out.get("loss", "edm"), out.get("loss", "edm"))
-    noise = dict(out.get("noise") or DEFAULT_NOISE)
-    noise["kind"] = OLD_NOISE_NAMES.get(noise.get("kind"), noise.get("kind"))
+    noise = out.get("noise") or DEFAULT_NOISE
+    if isinstance(noise, Mapping):
+        noise = dict(noise)
+        noise["kind"] = OLD_NOISE_NAMES.get(noise.get("kind"), noise.get("kind"))
     out["noise"] = noise
     return out
 
 
+def _interval(params: dict[str, Any]) -> tuple[float, float]:
+    """The CI law's ``interval``: exactly two finite floats ``[c_l, c_h]`` (popped from ``params``)."""
+    value = params.pop("interval", None)
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)):
+        raise ValueError(f"noise.interval must be two finite floats [c_l, c_h], got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 def _noise_law(noise: Mapping[str, Any]):
+    if not isinstance(noise, Mapping):
+        raise ValueError(f"noise must be a table {{kind = ..., ...}}, got {noise!r}")
     params = dict(noise)
-    kind = params.pop("kind")
+    kind = params.pop("kind", None)
     if kind in ("uniform_steps", "ci_t"):
         schedule = schedules.DDPMSchedule(kind=params.pop("schedule", "linear"), T=params.pop("T", 1000))
     if kind == "edm_lognormal":
@@ -60,9 +74,9 @@ def _noise_law(noise: Mapping[str, Any]):
     if kind == "uniform_steps":
         return noise_levels.UniformSteps(schedule, **params)
     if kind == "ci_t":
-        return noise_levels.ConfidenceIntervalGaussian(*params.pop("interval"), schedule=schedule, **params)
+        return noise_levels.ConfidenceIntervalGaussian(*_interval(params), schedule=schedule, **params)
     if kind == "ci_log_sigma":
-        return noise_levels.ConfidenceIntervalGaussian(*params.pop("interval"), space="log_sigma", **params)
+        return noise_levels.ConfidenceIntervalGaussian(*_interval(params), space="log_sigma", **params)
     raise ValueError(f"noise.kind must be one of {NOISE_LAWS}, got {kind!r}")
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from sims.schedules import DDPMSchedule
+from theory.denoiser import check_positive_int
 
 TAILS = ("truncate", "clip", "redraw")
 SPACES = ("t", "log_sigma")
@@ -36,12 +37,6 @@ def _device(generator: torch.Generator | None, device) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
-def _check_n(n: int) -> int:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return n
-
-
 def _normal_cdf(x: Tensor) -> Tensor:
     return torch.special.ndtr(torch.as_tensor(x, dtype=torch.float64))
 
@@ -56,7 +51,7 @@ class _StepDistribution:
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> NoiseLevels:
         dev = _device(generator, device)
-        t = torch.multinomial(self.pmf().to(dev), _check_n(n), replacement=True, generator=generator)
+        t = torch.multinomial(self.pmf().to(dev), check_positive_int(n, "n"), replacement=True, generator=generator)
         return NoiseLevels(sigma=self.schedule.sigmas.to(dev)[t], t=t)
 
 
@@ -166,7 +161,7 @@ class ConfidenceIntervalGaussian(_StepDistribution):
         if self.space == "t":
             return super().sample(n, generator, device)
         dev = _device(generator, device)
-        n = _check_n(n)
+        n = check_positive_int(n, "n")
         if self.tails == "truncate":  # inverse CDF of the normal restricted to [lo, hi]
             a, b = self._phi(self.lo).item(), self._phi(self.hi).item()
             p = a + (b - a) * torch.rand(n, generator=generator, device=dev, dtype=torch.float64)
@@ -194,7 +189,7 @@ class EDMLogNormal:
         return f"{type(self).__name__}({self.P_mean:g}, {self.P_std:g})"
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> NoiseLevels:
-        z = torch.randn(_check_n(n), generator=generator, device=_device(generator, device), dtype=torch.float64)
+        z = torch.randn(check_positive_int(n, "n"), generator=generator, device=_device(generator, device), dtype=torch.float64)
         return NoiseLevels(sigma=(self.P_mean + self.P_std * z).exp())
 
     def cdf_log_sigma(self, x: Tensor) -> Tensor:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from theory.denoiser import Denoiser, check_batch
+from theory.denoiser import Denoiser, check_batch, check_sigmas
+from theory.seeding import seeded_generator
 
 FIELDS = ("ratio", "necessity", "net_train", "net_test", "emp_train", "emp_test", "gen_train", "gen_test")
 
@@ -44,18 +45,6 @@ class Readout:
     @classmethod
     def from_dict(cls, d: dict[str, list[float]]) -> "Readout":
         return cls(**{k: np.asarray(d[k], dtype=float) for k in ("sigma", *FIELDS)})
-
-
-def _check_sigmas(sigmas) -> np.ndarray:
-    s = np.asarray(sigmas, dtype=float).reshape(-1)
-    if s.size < 1 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"sigmas must be a non-empty sequence of finite values > 0, got {sigmas!r}")
-    return s
-
-
-def _generator(*parts: int) -> torch.Generator:
-    """A generator seeded by a hash of ``parts`` (never a small integer that a data stream may share)."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1))
 
 
 @torch.no_grad()
@@ -83,14 +72,14 @@ def paired_readout(net: Denoiser, emp: Denoiser, gen: Denoiser, train: Tensor, t
     """
     train = check_batch(train, tuple(train.shape[1:]), "train")
     test = check_batch(test, tuple(train.shape[1:]), "test")
-    sig = _check_sigmas(sigmas)
+    sig = check_sigmas(sigmas)
     if num_items < 1 or chunk < 1:
         raise ValueError(f"num_items and chunk must be >= 1, got {num_items}, {chunk}")
     d = train[0].numel()
     rows = {k: [] for k in FIELDS}
     for j, s in enumerate(sig):
-        tr = _errors((net, emp, gen), train[:num_items], float(s), _generator(seed, j, 0), chunk)
-        te = _errors((net, emp, gen), test[:num_items], float(s), _generator(seed, j, 1), chunk)
+        tr = _errors((net, emp, gen), train[:num_items], float(s), seeded_generator(seed, j, 0), chunk)
+        te = _errors((net, emp, gen), test[:num_items], float(s), seeded_generator(seed, j, 1), chunk)
         m_tr, m_te = min(num_items, train.shape[0]) * d, min(num_items, test.shape[0]) * d
         rows["ratio"].append(float(tr[3] / tr[4]) if tr[4] > 0 else float("nan"))
         rows["net_train"].append(float(tr[0]) / m_tr)
@@ -110,7 +99,7 @@ def copy_onset(sigma, ratio, threshold: float = 0.5) -> float:
 
     Scanning from below ignores high-noise levels where ``D_gen`` and ``D_emp`` agree, so ``r``'s denominator
     vanishes and its value says nothing about copying."""
-    s, r = _check_sigmas(sigma), np.asarray(ratio, dtype=float).reshape(-1)
+    s, r = check_sigmas(sigma, "sigma"), np.asarray(ratio, dtype=float).reshape(-1)
     if r.shape != s.shape:
         raise ValueError(f"ratio must have sigma's shape {s.shape}, got {r.shape}")
     order = np.argsort(s)

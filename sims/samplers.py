@@ -115,6 +115,7 @@ def ddpm_ancestral(denoiser, noise: Tensor, sigmas: Tensor, generator: torch.Gen
 
 
 DETERMINISTIC = {"edm_heun": edm_heun, "edm_euler": edm_euler}
+_SAMPLING = 11  # domain tag: sampling noise never shares a stream with data draws or corruption
 
 
 @torch.no_grad()
@@ -122,20 +123,21 @@ def generate(denoiser, num: int, item_shape: tuple[int, ...], *, seed: int = 0, 
              sigma_min: float = 0.002, sigma_max: float = 80.0, sampler: str = "edm_heun", batch: int | None = None,
              device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, bf16: bool = False) -> Tensor:
     """``num`` samples of ``denoiser``: sample ``i`` starts from standard-normal noise drawn by
-    ``seeded_generator(seed, i)`` and is integrated by ``sampler`` (``edm_heun``: EDM Algorithm 1) over
-    ``steps`` Karras levels from ``sigma_max`` to ``sigma_min`` then 0, ``batch`` samples at a time (default:
-    all) on ``device``. The samples therefore do not depend on ``batch`` or ``num``. Returned on the CPU in
-    ``dtype``; ``bf16`` runs the denoiser under bfloat16 autocast."""
+    ``seeded_generator(11, seed, i)`` (a tagged stream) and is integrated by ``sampler`` (``edm_heun``: EDM
+    Algorithm 1) over ``steps`` Karras levels from ``sigma_max`` to ``sigma_min`` then 0, ``batch`` samples
+    at a time (default: all) on ``device``. The samples therefore do not depend on ``batch`` or ``num``.
+    Returned on the CPU in ``dtype``; ``bf16`` runs the denoiser under bfloat16 autocast."""
     if sampler not in DETERMINISTIC:
         raise ValueError(f"sampler must be one of {sorted(DETERMINISTIC)}, got {sampler!r}")
     check_sigmas([sigma_min, sigma_max], "sigma_min, sigma_max")
     if not sigma_min < sigma_max:
         raise ValueError(f"sigma_min, sigma_max must satisfy sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
-    num, batch = check_positive_int(num, "num"), check_positive_int(batch or num, "batch")
+    num = check_positive_int(num, "num")
+    batch = num if batch is None else check_positive_int(batch, "batch")
     sigmas = karras_sigmas(check_positive_int(steps, "steps"), sigma_min=sigma_min, sigma_max=sigma_max)
     out = []
     for start in range(0, num, batch):
-        noise = torch.stack([torch.randn(item_shape, generator=seeded_generator(seed, i), dtype=dtype)
+        noise = torch.stack([torch.randn(item_shape, generator=seeded_generator(_SAMPLING, seed, i), dtype=dtype)
                              for i in range(start, min(start + batch, num))]).to(device)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             x = DETERMINISTIC[sampler](denoiser, noise, sigmas)

@@ -34,6 +34,7 @@ from theory.seeding import derive_seed
 
 LossFn = Callable[..., Tensor]  # loss(denoiser, x0, y=None, generator=None) -> (B,) per-sample losses
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "rng", "step", "data")  # what _save writes (and "config")
 LOG = "log.jsonl"
 _PERM, _FLIP, _DROPOUT, _LOSS = 1, 2, 3, 4  # domain tags that keep the derived seeds of each use apart
 
@@ -169,14 +170,23 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None, ema: nn.Module | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint (a file, or a run folder holding ``checkpoint.pt``); load weights into
-    ``model`` / ``ema`` when given. Returns the raw checkpoint dict."""
+    ``model`` / ``ema`` when given. Returns the raw checkpoint dict. A truncated or corrupt file, or one
+    that is not a checkpoint of :func:`train`, is a ``ValueError`` naming it. ``mmap=True`` reads the
+    tensors lazily: a cheap check of a checkpoint before anything is written beside it."""
     path = Path(path)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.exists():
         raise ValueError(f"checkpoint path must exist, got {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
+    except Exception as e:  # torch raises RuntimeError, OSError, EOFError or pickle errors, by where the damage is
+        reason = (str(e).splitlines() or [""])[0]
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or corrupt?): {type(e).__name__}: {reason}") from e
+    missing = sorted(set(CHECKPOINT_KEYS) - set(ckpt)) if isinstance(ckpt, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise ValueError(f"checkpoint {path} must be a checkpoint of sims.training.train; it lacks {missing}")
     if model is not None:
         model.load_state_dict(ckpt["model"])
     if ema is not None:

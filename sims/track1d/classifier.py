@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from sims.artifacts import atomic_write
 from sims.labels import check_labelled
-from theory.denoiser import check_finite
 
 
 class Classifier1d(nn.Module):
@@ -44,7 +43,7 @@ class Classifier1d(nn.Module):
         x3 = x[:, None, :] if x.ndim == 2 else x
         if x3.ndim != 3 or x3.shape[1] != self.in_channels or x3.shape[0] < 1:
             raise ValueError(f"x must have shape (B, L) or (B, {self.in_channels}, L), got {tuple(x.shape)}")
-        return check_finite(x3, "x")
+        return x3
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features ``(B, feature_dim)``."""
