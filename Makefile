@@ -20,7 +20,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 figs: setup
-	$(BIN)/memdiff figs theory
+	$(BIN)/memdiff figs theory --publish
 
 notebooks: setup
 	$(BIN)/memdiff notebooks --out runs/notebooks

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -63,6 +62,8 @@ def _to_rgb(img: Tensor) -> np.ndarray:
 def nearest_grid(samples: Tensor, train: Tensor, nn_index: Tensor, path: str | Path, config: dict[str, Any],
                  seed: int | None, cols: int = 4, title: str = "") -> Path:
     """A PNG of up to ``4 * cols`` (sample, nearest training image) pairs, with a provenance sidecar."""
+    import matplotlib.pyplot as plt  # lazily: training ranks never load a plotting backend
+
     k = min(samples.shape[0], 4 * cols)
     rows = -(-k // cols)
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.1, rows * 1.2), squeeze=False)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
@@ -28,7 +27,7 @@ from image_track.evaluate import EvalConfig, evaluate_samples, feature_space, on
 from image_track.train import ImageRun, load_run, load_split, train_image_model
 from sims.artifacts import atomic_write_json, provenance, save_figure
 from sims.generation import generation_table
-from sims.readout import copy_onset, paired_readout
+from sims.readout import Reference, copy_onset, paired_readout
 from theory import diagnostics
 from theory.ambient import AmbientDenoiser
 from theory.denoiser import check_positive_int, log_sigma_grid
@@ -68,15 +67,15 @@ def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
     _, model = load_run(out, device, use_ema=cfg.eval.use_ema)
     split = load_split(run)
     pool, test = gen_pool_and_test(split.held, cfg.readout_items, cfg.gen_pool)
-    net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)),
-                                                        EmpiricalDenoiser(pool.to(device))))
+    ref = Reference.of(pool)  # a Wiener fit of the pool: it does not memorize (docs/THEORY.md §3.7)
+    net, emp, gen = (on_device(d, device) for d in (model, EmpiricalDenoiser(split.train.to(device)), ref.denoiser))
     sigmas = log_sigma_grid(0.002, 80.0, cfg.num_sigmas)
     readout = paired_readout(net, emp, gen, split.train, test, sigmas, num_items=cfg.readout_items, seed=run.data_seed)
     result: dict[str, Any] = {
         "run": run.to_dict(),
         "readout": readout.to_dict(),
         "copy_onset_sigma": copy_onset(readout.sigma, readout.ratio),
-        "d_gen": f"empirical denoiser of {pool.shape[0]} held-out images",
+        "d_gen": f"Wiener denoiser fitted on {pool.shape[0]} held-out images",
     }
     amb = AmbientDenoiser(split.y, split.sigma_n) if split.y is not None else None
     if amb is not None:
@@ -85,7 +84,7 @@ def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
                                split.train, test, above, num_items=cfg.readout_items, seed=run.data_seed)
         result["ambient_readout"] = r_amb.to_dict()
     result["theory"] = _theory_diagnostics(split.train, test, pool, sigmas, EmpiricalDenoiser(split.train),
-                                           EmpiricalDenoiser(pool), amb, cfg.readout_items, cfg.eval.num_samples,
+                                           ref.denoiser, amb, cfg.readout_items, cfg.eval.num_samples,
                                            run.data_seed)
     features = feature_space(cfg.eval, run.dataset, run.data_path, device)
     samples = sample_model(model, tuple(split.train.shape[1:]), cfg.eval, device)
@@ -107,12 +106,14 @@ def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.nd
                                                        if amb is not None else {})
     copies = generation_table(dens, train, num_samples=num_samples, seed=seed)
     return {"table": table.to_dict(orient="list"),
-            "collapse_sigma": diagnostics.collapse_sigma_entropy(pool, n=train.shape[0], seed=seed),
+            "collapse_sigma": Reference.of(pool).sigma_c(pool, train.shape[0], seed),
             "speciation_sigma": diagnostics.speciation_sigma(train),
             "closed_form_generation": copies.to_dict(orient="list")}
 
 
 def _figure(result: dict[str, Any], sigma_n: float | None, path: Path, run: ImageRun) -> None:
+    import matplotlib.pyplot as plt  # lazily: training ranks never load a plotting backend
+
     r = result["readout"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.semilogx(r["sigma"], r["ratio"], "o-", label=r"$r(\sigma)$ vs $D_{emp}$")

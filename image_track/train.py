@@ -126,30 +126,30 @@ def load_split(run: ImageRun) -> Split:
     return make_split(images, labels, run.n, run.data_seed, sigma_n=sigma_n)
 
 
-def _check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None:
+def _check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> list[str]:
     """Keep an earlier run from being clobbered: a folder holding one (``run.json``, ``checkpoint.pt`` or
-    ``log.jsonl``) is refused unless ``resume`` (its checkpoint is read first, so a damaged one fails before
-    ``run.json`` is rewritten) or ``overwrite`` (it is renamed to ``<folder>.old-<timestamp>``, rank 0)."""
+    ``log.jsonl``) is refused unless ``resume`` (then its checkpoint is read now, so a damaged one fails
+    before ``run.json`` is rewritten) or ``overwrite``. Returns the run files to move aside (overwrite)."""
     out_dir = Path(out_dir)
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the run in the folder or replace it")
     if resume:
         if (out_dir / CHECKPOINT).exists():
             load_checkpoint(out_dir, mmap=True)
-        return
+        return []
     held = [name for name in (RUN_FILE, CHECKPOINT, LOG) if (out_dir / name).exists()]
     if held and not overwrite:
         raise ValueError(f"out_dir {out_dir} already holds a run ({', '.join(held)}): continue it with --resume, "
                          f"move it aside with --overwrite, or choose another folder")
-    if held and (not dist.is_initialized() or dist.get_rank() == 0):
-        print(f"moved the earlier run aside to {move_aside(out_dir)}", flush=True)
+    return held
 
 
 def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True, overwrite: bool = False) -> TrainResult:
-    """Train ``run`` and write ``run.json`` beside the checkpoint (rank 0 only); an earlier run in the
-    folder is continued (``resume``), moved aside (``overwrite``) or refused (:func:`_check_run_folder`)."""
-    if run.train.out_dir:
-        _check_run_folder(run.train.out_dir, resume, overwrite)
+    """Train ``run`` and write ``run.json`` beside the checkpoint (rank 0 only). An earlier run in the folder
+    is continued (``resume``), renamed to ``<folder>.old-<timestamp>`` once the data and model are built
+    (``overwrite``), or refused before any work (:func:`_check_run_folder`)."""
+    out = run.train.out_dir
+    held = _check_run_folder(out, resume, overwrite) if out else []
     split = load_split(run)
     if tuple(split.train.shape[1:]) != (run.unet.in_channels, run.unet.resolution, run.unet.resolution):
         raise ValueError(f"unet in_channels/resolution must match the data {tuple(split.train.shape[1:])}, got "
@@ -161,8 +161,10 @@ def train_image_model(run: ImageRun, resume: bool = False, verbose: bool = True,
     rank0 = not dist.is_initialized() or dist.get_rank() == 0
     if rank0 and verbose:
         print(describe(model.net if hasattr(model, "net") else model), flush=True)
-    if rank0 and run.train.out_dir:
-        atomic_write_json(Path(run.train.out_dir) / RUN_FILE, run.to_dict())
+    if rank0 and held:
+        print(f"moved the earlier run aside to {move_aside(out)}", flush=True)
+    if rank0 and out:
+        atomic_write_json(Path(out) / RUN_FILE, run.to_dict())
     return train(model, build_loss(run), split.train, run.train, y=split.y, resume=resume)
 
 

@@ -4,10 +4,14 @@
   ``mean +- t_{0.975, k-1} s / sqrt(k)``, of every metric.
 - ``tradeoff_<dataset>_n<n>.png``: memorization against quality (Frechet distance on the package's own
   classifier features, and PCA-Wasserstein), one point per method with its intervals.
-- ``claims.md``: the papers' claims as paired per-seed comparisons (``memdiff.claims``).
+- ``claims.md``: the papers' claims as paired per-seed comparisons, each with its verdict by the rules of
+  docs/THEORY.md §7.6 (``memdiff.claims``; the equal-quality margin is the grid config's
+  ``eval.equivalence_margin``, default 0.10 of the baseline's mean).
 - ``readout_<dataset>_n<n>.png``: r(sigma) per method (mean over seeds), memorization necessity M(sigma),
   and the net's train/test loss per sigma beside the theory curves; sigma_C marked.
-Every PNG gets a provenance sidecar (``sims.artifacts.save_figure``).
+Every PNG gets a provenance sidecar (``sims.artifacts.save_figure``). The set goes to ``runs/figs/sim``, or the
+committed ``paper_figs/sim`` with ``--publish``, built aside and swapped in whole (no stale figures of an
+earlier grid beside new ones).
 """
 from __future__ import annotations
 
@@ -21,12 +25,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from memdiff.claims import claims_markdown
+from memdiff.claims import claims_markdown, equivalence_margin
 from memdiff.results import load_results, markdown_table, summarise
-from sims.artifacts import atomic_write_json, atomic_write_text, provenance, save_figure
+from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 
 FAMILY_COLORS = {"standard": "k", "ambient": "tab:blue", "CI (DDPM, t)": "tab:orange",
                  "CI (EDM, log sigma)": "tab:green", "ambient + CI": "tab:purple"}
+DRAFT, PUBLISHED = Path("runs/figs/sim"), REPO_ROOT / "paper_figs" / "sim"
 
 
 def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
@@ -104,9 +109,16 @@ def readout_figure(raw: dict[str, dict], dataset: str, n: int):
 
 
 def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
-    """Write the table and every figure for the grid in ``run_dir`` into ``out``; returns the paths."""
+    """Write the table and every figure for the grid in ``run_dir`` into ``out`` as one set
+    (``sims.artifacts.atomic_folder``: an earlier set there is replaced whole); returns the paths."""
+    with atomic_folder(out, "results.json") as folder:
+        written = _write_all(run_dir, folder)
+    return [Path(out) / p.relative_to(folder) for p in written]
+
+
+def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
+    """The table and figures of :func:`make_all`, written into the folder ``out``."""
     df, raw = load_results(run_dir)
-    out = Path(out)
     summary = summarise(df)
     written = [atomic_write_text(out / "results.csv", summary.to_csv(index=False)),
                atomic_write_text(out / "results.md", "Memorization: copy share = share of samples with d1/d2 < 1/3 "
@@ -120,7 +132,7 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
               "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
-    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw)))
+    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, equivalence_margin(config["grid"]))))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):
@@ -131,7 +143,10 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/sim_grid"), help="grid output folder (memdiff sim --out)")
-    parser.add_argument("--out", type=Path, default=Path("paper_figs/sim"), help="where the table and figures go")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=DRAFT, help="where the table and figures go")
+    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
+                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
-"""``memdiff figs theory``: regenerate ``paper_figs/theory/<name>`` (PNGs with provenance sidecars, plus the
-CSV tables) from ``configs/theory_<name>.toml`` through the ``memdiff theory`` pipeline, and the memorization
-crossover against the training-set size (``collapse_by_n.csv`` / ``.png``).
+"""``memdiff figs theory``: regenerate ``<out>/<name>`` (PNGs with provenance sidecars, plus the CSV tables)
+from ``configs/theory_<name>.toml`` through the ``memdiff theory`` pipeline, and the memorization crossover
+against the training-set size (``collapse_by_n.csv`` / ``.png``). ``<out>`` is ``runs/figs/theory``, or the
+committed ``paper_figs/theory`` with ``--publish``; each ``<name>`` set is built aside and swapped in whole.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pandas as pd
 
 from memdiff.theory_plots import plot_collapse_by_n
 from memdiff.theory_run import TheoryConfig, load_population, noise_levels, run_theory
-from sims.artifacts import REPO_ROOT, atomic_write, save_figure
+from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write, save_figure
 from theory.diagnostics import diagnose, necessity_crossing
 
 PAPER_CONFIGS = {name: REPO_ROOT / "configs" / f"theory_{name}.toml" for name in ("gmm", "mnist1d")}
 SIZES = (30, 100, 300, 1000, 3000)
+DRAFT, PUBLISHED = Path("runs/figs/theory"), REPO_ROOT / "paper_figs" / "theory"
 
 
 def collapse_by_n(cfg, sizes=SIZES) -> pd.DataFrame:
@@ -33,7 +35,10 @@ def collapse_by_n(cfg, sizes=SIZES) -> pd.DataFrame:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=str(REPO_ROOT / "paper_figs" / "theory"), help="output folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=DRAFT, help="output folder")
+    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
+                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
     parser.add_argument("--only", choices=sorted(PAPER_CONFIGS), default=None, help="one dataset only")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -41,13 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     names = [args.only] if args.only else list(PAPER_CONFIGS)
     for name in names:
-        out = Path(args.out) / name
         cfg = TheoryConfig.from_file(PAPER_CONFIGS[name], seed=args.seed)
-        run_theory(cfg, out)
-        table = collapse_by_n(cfg, SIZES)
-        atomic_write(out / "collapse_by_n.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-        save_figure(plot_collapse_by_n(table, f"{name}: memorization crossover against n"), out / "collapse_by_n.png",
-                    {**asdict(cfg), "sizes": list(SIZES)}, args.seed)
-        plt.close("all")
-        print(f"wrote {out}")
+        with atomic_folder(args.out / name, "summary.json") as out:
+            run_theory(cfg, out)
+            table = collapse_by_n(cfg, SIZES)
+            atomic_write(out / "collapse_by_n.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+            save_figure(plot_collapse_by_n(table, f"{name}: memorization crossover against n"),
+                        out / "collapse_by_n.png", {**asdict(cfg), "sizes": list(SIZES)}, args.seed)
+            plt.close("all")
+        print(f"wrote {args.out / name}")
     return 0

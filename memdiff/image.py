@@ -2,7 +2,7 @@
 
     memdiff image classifier --dataset fashion-mnist                 # train + cache the feature CNN
     memdiff image train --n 300 --loss hybrid_ambient --sigma-n 0.2 --out runs/img/amb300
-    memdiff image train --n 300 --loss epsilon --noise ci_t --interval 0,0.6 --out runs/img/ci300
+    memdiff image train --n 300 --loss epsilon --noise ci_t --interval 0 0.6 --out runs/img/ci300
     memdiff image eval --run runs/img/amb300 --num-samples 5000
     memdiff image paired --n 300 --loss edm --out runs/img/paired300    # train if needed, then theory vs net
     torchrun --standalone --nproc_per_node=8 -m memdiff.cli image train ... # multi-GPU (DDP)
@@ -28,11 +28,6 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def _interval(text: str) -> list[float]:
-    lo, hi = (float(v) for v in text.split(","))
-    return [lo, hi]
-
-
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Flags that define a training run (data, loss, noise levels, U-Net, optimisation)."""
     g = p.add_argument_group("data")
@@ -44,8 +39,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loss", default="edm", choices=LOSSES)
     g.add_argument("--noise", default="edm_lognormal", choices=NOISE_LAWS, help="noise-level law")
     g.add_argument("--sigma-n", type=float, default=None, help="ambient corruption level (ambient, hybrid_ambient)")
-    g.add_argument("--interval", type=_interval, default=None,
-                   help="confidence interval LO,HI of the CI laws: on t/T (ci_t) or on ln sigma (ci_log_sigma)")
+    g.add_argument("--interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="confidence interval of the CI laws: on t/T (ci_t) or on ln sigma (ci_log_sigma), e.g. -1.5 3")
     g.add_argument("--sigma-data", type=float, default=0.5)
     g = p.add_argument_group("U-Net (defaults: the dataset's preset)")
     g.add_argument("--channels", type=int, default=None)
@@ -83,7 +78,7 @@ def run_from_args(args: argparse.Namespace, out_dir: str | None, device: str) ->
                         xflip=args.xflip, seed=args.seed, ckpt_every=args.ckpt_every, log_every=args.log_every,
                         device=device, bf16=args.bf16, compile=args.compile, out_dir=out_dir,
                         progress=not args.no_progress)
-    noise = {"kind": args.noise, **({"interval": args.interval} if args.interval is not None else {})}
+    noise = {"kind": args.noise, **({"interval": list(args.interval)} if args.interval is not None else {})}
     return ImageRun(dataset=args.dataset, data_path=args.data_path, n=args.n, data_seed=args.data_seed, loss=args.loss,
                     noise=noise, sigma_n=args.sigma_n, sigma_data=args.sigma_data, unet=unet, train=train)
 
@@ -111,7 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train a U-Net on a seeded subset (resumable)", formatter_class=fmt)
     add_run_arguments(p)
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    g.add_argument("--overwrite", action="store_true",
+                   help="move a run already in the folder aside (to FOLDER.old-TIMESTAMP) and start afresh")
     p = sub.add_parser("eval", help="sample a trained run; FD, memorization, nearest-neighbour grid", formatter_class=fmt)
     p.add_argument("--run", required=True, help="run folder written by `memdiff image train`")
     p.add_argument("--device", default=None)
@@ -138,7 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     device = init_distributed() if args.device is None else args.device
     if args.action == "train":
-        result = train_image_model(run_from_args(args, args.out, device), resume=args.resume)
+        result = train_image_model(run_from_args(args, args.out, device), resume=args.resume,
+                                   overwrite=args.overwrite)
         print(f"trained to step {result.step}, last loss {result.last_loss:.4g}; run folder {args.out}")
     elif args.action == "eval":
         report = evaluate_run(args.run, eval_config(args), device)

@@ -1,14 +1,16 @@
 """``memdiff sim``: run the 1D experiment grid of a TOML or JSON config, resumably (``sims.grid`` with the
-1D track's cells, ``sims.track1d.cell``)."""
+1D track's cells, ``sims.track1d.cell``). Ctrl-C or SIGTERM stops it within seconds, keeping the finished
+cells: it exits with code 130 and one line saying to run the same command again to resume."""
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from sims.artifacts import REPO_ROOT
-from sims.grid import cell_path, expand_grid, load_config, run_grid
+from sims.artifacts import REPO_ROOT, check_writable
+from sims.grid import GridInterrupted, expand_grid, load_config, pending, run_grid
 from sims.track1d.cell import prepare, run_cell
 
 GRID_CONFIG = REPO_ROOT / "configs" / "sim_grid.toml"
@@ -35,10 +37,17 @@ def run(args: argparse.Namespace) -> int:
     path = args.config or (SMOKE_CONFIG if args.smoke else GRID_CONFIG)
     config = load_config(path)
     out = args.out or Path("runs") / ("sim_smoke" if args.smoke and args.config is None else "sim_grid")
+    check_writable(out, "--out")
     if args.list:
-        for c in expand_grid(config, args.only):
-            print(("done " if cell_path(out, c).exists() else "todo ") + c.id)
+        cells = expand_grid(config, args.only)
+        todo = set(pending(out, cells))
+        for c in cells:
+            print(("todo " if c in todo else "done ") + c.id)
         return 0
-    run_1d_grid(config, out, workers=args.workers or config["run"].get("workers", 1),
-                threads=args.threads or config["run"].get("threads", 1), only=args.only)
+    try:
+        run_1d_grid(config, out, workers=args.workers or config["run"].get("workers", 1),
+                    threads=args.threads or config["run"].get("threads", 1), only=args.only)
+    except GridInterrupted as e:
+        print(f"memdiff sim: interrupted by {e}; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0

@@ -5,9 +5,12 @@ generalizing reference and the population density), ``mnist1d`` (train / held-ou
 MNIST-1D generation; reference: the empirical denoiser of the disjoint pool) and ``digits`` (sklearn's
 8x8 digits; reference: the Wiener denoiser fitted to the pool, too small for an empirical reference).
 
-Writes into ``--out`` (atomically): ``diagnostics.csv`` (tidy, :func:`theory.diagnostics.diagnose`),
+Writes one complete set into ``--out`` (built in a temporary sibling and swapped in, so an earlier run's
+files are replaced, never mixed with these): ``diagnostics.csv`` (tidy, :func:`theory.diagnostics.diagnose`),
 ``entropy.csv`` (excess entropy ``f(sigma)``), ``generation.csv`` and ``switch_sweep.csv`` (closed-form
 sampling), ``summary.json`` (provenance, config, noise levels, tables) and two PNG figures with sidecars.
+A run whose estimated memory or time (:func:`estimate_cost`) is over ``MEMORY_LIMIT`` / ``TIME_LIMIT`` is
+refused before any data is drawn, unless forced.
 """
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from memdiff.theory_plots import plot_diagnostics, plot_switch_sweep
-from sims.artifacts import atomic_write, atomic_write_json, provenance, save_figure
+from sims.artifacts import atomic_folder, atomic_write, atomic_write_json, provenance, save_figure
 from sims.configs import from_mapping, read_config_file
 from sims.corruption import corrupt
 from sims.generation import generation_table, switch_sweep
-from sims.track1d.data import digits, gaussian_mixture, mnist1d, split
+from sims.track1d.data import MNIST1D_LENGTH, digits, gaussian_mixture, mnist1d, split
 from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser, LocalPatchDenoiser
 from theory.denoiser import Denoiser, check_sigmas, log_sigma_grid
 from theory.diagnostics import (collapse_sigma_entropy, collapse_sigma_isotropic, diagnose, excess_entropy,
@@ -38,6 +41,10 @@ from theory.switch import SwitchDenoiser
 
 DATASETS = ("gmm", "mnist1d", "digits")
 REFERENCES = ("auto", "exact", "pool", "wiener")
+ITEM_DIM = {"gmm": MNIST1D_LENGTH, "mnist1d": MNIST1D_LENGTH, "digits": 64}
+DIGITS_COUNT = 1797  # items in sklearn's 8x8 digits
+MEMORY_LIMIT = 8 * 2**30  # bytes
+TIME_LIMIT = 12 * 3600  # seconds
 
 
 @dataclass
@@ -104,9 +111,56 @@ class Population:
     smooth: Denoiser
 
 
+def resolved_reference(cfg: TheoryConfig) -> str:
+    """The reference denoiser's kind, ``auto`` resolved per dataset (module docstring)."""
+    return cfg.reference if cfg.reference != "auto" else {"gmm": "exact", "mnist1d": "pool", "digits": "wiener"}[cfg.data]
+
+
+def estimate_cost(cfg: TheoryConfig) -> tuple[float, float]:
+    """Rough peak memory (bytes) and time (seconds on a 2-core CPU) of :func:`run_theory`, from the sizes
+    alone, before any data is drawn; runs measured at small to paper sizes took 0.6 to 1.5 times that.
+
+    Memory: 0.5 GiB of working memory, 48 bytes per training value (the float32 set, the empirical and
+    ambient denoisers' copies, float64 copies for the moments and the patch denoiser), 16 per held-out or
+    pool value, plus the draw: a GMM sample holds an ``(items, d, d)`` float64 tensor of component
+    factors, the MNIST-1D generator about 56 bytes per value.
+
+    Time: a query meets every item of a denoiser's set, at 3e8 (query, value) pairs a second; the patch
+    denoiser (float64, ``patch`` values per position) counts ``3 patch`` items per training item. Queries:
+    ``2 num_items`` per noise level on every denoiser (diagnostics), ``num_items`` per entropy evaluation on
+    the reference (noise levels plus about 40 for the collapse roots), and ``2 steps`` per sample on the
+    generation table's samplers and on one memorizer per switch level. Plus drawing the data (MNIST-1D:
+    0.75 ms an item)."""
+    d, ref = ITEM_DIM[cfg.data], resolved_reference(cfg)
+    n, test, pool = cfg.n, cfg.test, cfg.pool if ref != "exact" else 0
+    if cfg.data == "digits":
+        n, test, pool = (min(v, DIGITS_COUNT) for v in (n, test, pool))
+    emp, amb = n, n if cfg.sigma_n is not None else 0
+    local, gen = (3 * cfg.patch * n if cfg.data == "mnist1d" else 0), (pool if ref == "pool" else 0)
+    sample_queries = 2 * cfg.steps * cfg.samples
+    pairs = d * (2 * cfg.num_items * len(cfg.sigmas) * (emp + amb + local + gen)
+                 + cfg.num_items * (len(cfg.sigmas) + 40) * gen
+                 + sample_queries * (emp + amb + 2 * local + gen + len(cfg.switches) * (emp + local)))
+    draw_seconds = {"gmm": 5e-5, "mnist1d": 7.5e-4, "digits": 0.0}[cfg.data] * (n + test + pool)
+    draw_bytes = {"gmm": 8 * d * (d + 2) * max(n, test, pool), "mnist1d": 56 * d * (n + test + pool), "digits": 0}
+    memory = 2**29 + 48 * d * n + 16 * d * (test + pool) + draw_bytes[cfg.data]
+    return float(memory), pairs / 3e8 + draw_seconds
+
+
+def check_cost(cfg: TheoryConfig, force: bool = False) -> None:
+    """Refuse (``ValueError``) a run whose :func:`estimate_cost` is over ``MEMORY_LIMIT`` or ``TIME_LIMIT``,
+    unless ``force``: a mistyped size fails at once instead of after hours or in the out-of-memory killer."""
+    memory, seconds = estimate_cost(cfg)
+    if not force and (memory > MEMORY_LIMIT or seconds > TIME_LIMIT):
+        raise ValueError(f"sizes (n={cfg.n}, test={cfg.test}, pool={cfg.pool}, num_items={cfg.num_items}, "
+                         f"{len(cfg.sigmas)} sigmas, samples={cfg.samples}) must fit {MEMORY_LIMIT / 2**30:.0f} GiB "
+                         f"and {TIME_LIMIT / 3600:.0f} h: estimated {memory / 2**30:.3g} GiB and "
+                         f"{seconds / 3600:.3g} h on a 2-core CPU; lower them, or pass --force to run anyway")
+
+
 def load_population(cfg: TheoryConfig) -> Population:
     """Draw the disjoint sets of ``cfg.data`` and build the reference denoiser (module docstring)."""
-    ref = cfg.reference if cfg.reference != "auto" else {"gmm": "exact", "mnist1d": "pool", "digits": "wiener"}[cfg.data]
+    ref = resolved_reference(cfg)
     if cfg.data == "gmm":
         gmm = gaussian_mixture(seed=cfg.seed)
         train = gmm.sample(cfg.n, seeded_generator(cfg.seed, 1))
@@ -177,9 +231,16 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
 
 
-def run_theory(cfg: TheoryConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """The whole pipeline for one config; returns the summary it writes to ``out/summary.json``."""
-    out = Path(out)
+def run_theory(cfg: TheoryConfig, out: str | Path, progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """The whole pipeline for one config, after :func:`check_cost` (``force`` skips it), written as one set
+    into ``out`` (``sims.artifacts.atomic_folder``); returns the summary it writes to ``out/summary.json``."""
+    check_cost(cfg, force)
+    with atomic_folder(out, "summary.json") as folder:
+        return _write_theory(cfg, folder, progress)
+
+
+def _write_theory(cfg: TheoryConfig, out: Path, progress: bool) -> dict[str, Any]:
+    """Compute every table and figure of ``cfg`` and write them into the folder ``out``."""
     bar = (lambda it: tqdm(it, desc=f"{cfg.data}", leave=False)) if progress else None
     torch.manual_seed(cfg.seed)
     pop = load_population(cfg)
@@ -232,6 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=d.samples, help="closed-form samples per sampler (0: skip)")
     parser.add_argument("--steps", type=int, default=d.steps, help="EDM Heun steps")
     parser.add_argument("--switches", type=float, nargs="+", default=None, help="switch levels of the hybrid sweep")
+    parser.add_argument("--force", action="store_true",
+                        help=f"run even when the estimated cost is over {MEMORY_LIMIT / 2**30:.0f} GiB or "
+                             f"{TIME_LIMIT / 3600:.0f} h")
 
 
 def config_from_args(args: argparse.Namespace) -> TheoryConfig:
@@ -246,7 +310,7 @@ def config_from_args(args: argparse.Namespace) -> TheoryConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    summary = run_theory(cfg, args.out)
+    summary = run_theory(cfg, args.out, force=args.force)
     levels = summary["noise_levels"]
     print(f"sigma_C = {levels['sigma_C']:.3g} (isotropic {levels['sigma_C_isotropic']:.3g}), "
           f"sigma_S = {levels['sigma_S']:.3g}; wrote {Path(args.out) / 'summary.json'}")

@@ -115,7 +115,8 @@ TRAIN: dict[str, Check] = {  # read by sims.track1d.cell (build_net, and sims.tr
 EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
-    "classifier_steps": _int(1)}
+    "classifier_steps": _int(1), "two_net": (lambda v: isinstance(v, bool), "true or false"),
+    "equivalence_margin": (lambda v: POSITIVE[0](v), "a finite number > 0 (a fraction of the baseline's mean)")}
 DATASET: dict[str, Check] = {
     "name": NAME, "kind": _one_of(*DATASET_KINDS), "n": _list_of(_int(2)),
     "methods": (lambda v: v == "all" or (isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) for m in v)),
@@ -174,9 +175,11 @@ def check_config(config: Any, source: str = "config") -> None:
         unknown = [] if d.get("methods", "all") == "all" else sorted(set(d["methods"]) - set(names))
         if unknown:
             raise ValueError(f"{where}: datasets.methods must name configured methods, unknown: {unknown}")
-        if max(d["n"]) > d["source"]:
-            raise ValueError(f"{where}: datasets.n must be <= datasets.source = {d['source']} (the subsets are "
-                             f"drawn from the source), got {d['n']}")
+        sets = 2 if config["eval"].get("two_net", False) else 1  # the two-net test draws two disjoint subsets
+        if sets * max(d["n"]) > d["source"]:
+            bound = "datasets.source" + (" / 2 (eval.two_net draws two disjoint subsets)" if sets == 2 else "")
+            raise ValueError(f"{where}: datasets.n must be <= {bound} = {d['source'] // sets} (the subsets are drawn "
+                             f"from the source), got {d['n']}")
     if len({d["name"] for d in datasets}) != len(datasets):
         raise ValueError(f"{source}: datasets must have unique names, got {[d['name'] for d in datasets]!r}")
     _check_section(config["train"], TRAIN, source, "train.")

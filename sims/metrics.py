@@ -13,11 +13,13 @@ need ``O(block^2)`` memory.
 Theory: docs/THEORY.md §6.3-6.7."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from theory.denoiser import check_finite
+from theory.denoiser import check_finite, check_positive_int
 
 
 def _flat(x: Tensor, name: str, min_rows: int = 1) -> Tensor:
@@ -100,28 +102,41 @@ def memorization_report(samples: Tensor, train: Tensor, features: Tensor | None 
     return report
 
 
-def pca_wasserstein_js(samples: Tensor, reference: Tensor, n_components: int = 8, bins: int = 50) -> dict[str, float]:
-    """Vu et al.'s alignment metrics, reconstructed (their code is not public): PCA fitted on ``reference``
-    (``n_components``, capped by rank), both sets projected; ``wasserstein`` is the mean over components of
-    the 1D Wasserstein-1 distance, ``js`` the mean Jensen-Shannon distance (base 2, in ``[0, 1]``) of
-    histograms on ``bins`` shared bins spanning both projections."""
+def pca_wasserstein_js(samples: Tensor, reference: Tensor, n_components: int | None = None, variance: float = 0.95,
+                       bins: int | None = None) -> dict[str, float]:
+    """Vu et al.'s alignment metrics, reconstructed (their code is not public; docs/THEORY.md §6.6). PCA is
+    fitted on ``reference`` (``m`` items) with ``k`` components: the fewest that explain ``>= variance`` of its
+    variance, or ``n_components`` when stated, capped by its rank; both sets are projected. Per component:
+    the 1D Wasserstein-1 distance, and the Jensen-Shannon distance (base 2, in ``[0, 1]``) of the histograms
+    on ``bins`` bins that each hold ``1/bins`` of the reference (interior edges at its quantiles ``j/bins``,
+    the two outer bins open-ended), ``bins = min(50, floor(sqrt(m)))`` unless given. Returns the means over
+    the components, ``wasserstein`` and ``js``, and ``components = k``."""
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import wasserstein_distance
 
     s, r = _flat(samples, "samples", 2).double(), _flat(reference, "reference", 2).double()
     _same_dim(s, r, "samples and reference")
+    if not (isinstance(variance, (int, float)) and 0 < variance <= 1):
+        raise ValueError(f"variance must be a fraction in (0, 1], got {variance!r}")
+    bins = min(50, math.isqrt(r.shape[0])) if bins is None else check_positive_int(bins, "bins")
     mean = r.mean(0)
-    _, _, vt = torch.linalg.svd(r - mean, full_matrices=False)
-    k = max(1, min(n_components, vt.shape[0]))
+    _, sv, vt = torch.linalg.svd(r - mean, full_matrices=False)
+    ev = sv.square().numpy()
+    if n_components is None:
+        k = int((np.cumsum(ev) < variance * ev.sum()).sum()) + 1  # the fewest that reach ``variance``
+    else:
+        k = check_positive_int(n_components, "n_components")
+    k = min(k, max(1, int((sv > 1e-12 * sv[0]).sum())))
     ps, pr = ((s - mean) @ vt[:k].T).numpy(), ((r - mean) @ vt[:k].T).numpy()
-    w, js = [], []
-    for c in range(k):
-        w.append(wasserstein_distance(ps[:, c], pr[:, c]))
-        lo, hi = min(ps[:, c].min(), pr[:, c].min()), max(ps[:, c].max(), pr[:, c].max())
-        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-        hs, hr = np.histogram(ps[:, c], edges)[0], np.histogram(pr[:, c], edges)[0]
-        js.append(jensenshannon(hs, hr, base=2))
-    return {"wasserstein": float(np.mean(w)), "js": float(np.mean(js))}
+    w = [wasserstein_distance(ps[:, c], pr[:, c]) for c in range(k)]
+    edges = np.quantile(pr, np.arange(1, bins) / bins, axis=0)  # (bins - 1, k)
+
+    def hist(p: np.ndarray) -> np.ndarray:  # (k, bins): counts per component in its quantile bins
+        return np.stack([np.bincount(np.searchsorted(e, x, side="right"), minlength=bins)
+                         for e, x in zip(edges.T, p.T)])
+
+    js = jensenshannon(hist(ps), hist(pr), axis=1, base=2)
+    return {"wasserstein": float(np.mean(w)), "js": float(np.mean(js)), "components": k}
 
 
 def mmd_rbf(x: Tensor, y: Tensor, bandwidth: float | None = None, chunk_size: int = 2048) -> float:

@@ -1,12 +1,15 @@
 """One cell of the 1D grid: draw the training subset, train ``EDMPrecond(net)``, sample, measure.
 
 Per dataset (prepared once, cached under ``<out>/cache``): a source of training candidates, a held-out
-test set, a population pool with labels, the best generalizing denoiser ``D_gen`` (exact for the
-Gaussian mixture, the empirical denoiser of the pool otherwise) and a feature classifier trained on the
-pool (``sims.track1d.classifier``). Per cell: the training subset (``n`` items drawn by seed), the method's
-noise-level distribution and loss, training (``sims.training``), ``num_samples`` samples, memorization
-and alignment metrics (``sims.metrics``) with held-out reals as the reference, and the paired readout
-r(sigma) (``sims.readout``) with sigma_C and the copy onset.
+test set, a population pool with labels, the non-memorizing reference (``sims.readout.Reference``: the
+exact GMM denoiser for the Gaussian mixture, the Wiener fit of the pool otherwise; docs/THEORY.md §3.7)
+and a feature classifier trained on the pool (``sims.track1d.classifier``). Per cell: the training subset
+(``n`` items drawn by seed), the method's noise-level distribution and loss, training (``sims.training``),
+``num_samples`` samples, memorization metrics against the training set and alignment (§6.6) with the
+training set (``*_train``, Vu et al.'s comparison) and with held-out reals, the readout (calibrated
+r(sigma), the held-out gap, losses; §6.1, §6.2, §6.8), with ``eval.two_net`` the two-net ratio V(sigma) (§6.9) of
+a second net trained by the same recipe on a disjoint subset, and sigma_C (§3.5) with the reference's
+density.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from sims.corruption import corrupt
 from sims.grid import Cell
 from sims.methods import build_method, family
 from sims.preconditioning import EDMPrecond
-from sims.readout import paired_readout
+from sims.readout import Reference, paired_readout, two_net_ratio
 from sims.samplers import generate
 from sims.track1d.classifier import ClassifierConfig, cached_classifier, features
 from sims.track1d.data import gaussian_mixture, mnist1d
@@ -36,7 +39,8 @@ from sims.track1d.mlp import MLP1d
 from sims.track1d.unet import UNet1d
 from sims.training import TrainConfig, train
 from theory import EmpiricalDenoiser, GMMDenoiser
-from theory.diagnostics import collapse_sigma_entropy
+
+TWO_NET_SEED_OFFSET = 100_000  # the second net of the two-net test trains with seed ``cell.seed + offset``
 
 
 @dataclass
@@ -45,7 +49,7 @@ class Bundle:
     test: Tensor
     pool: Tensor
     pool_labels: Tensor
-    gen: Any  # D_gen: a denoiser
+    ref: Reference  # the non-memorizing reference of the readout and of sigma_C
     sigma_data: float
 
 
@@ -100,12 +104,9 @@ def _bundle(out: str, name: str, frozen: str) -> Bundle:
     else:
         data = _make_data(spec, cache)
         atomic_write(path, lambda tmp: torch.save(data, tmp))
-    if spec["kind"] == "gmm":
-        gen = GMMDenoiser(data["gmm_weights"], data["gmm_means"], data["gmm_covs"])
-    else:
-        gen = EmpiricalDenoiser(data["pool"])
+    exact = GMMDenoiser(data["gmm_weights"], data["gmm_means"], data["gmm_covs"]) if spec["kind"] == "gmm" else None
     return Bundle(source=data["source"], test=data["test"], pool=data["pool"], pool_labels=data["pool_labels"],
-                  gen=gen, sigma_data=float(data["pool"].std()))
+                  ref=Reference.of(data["pool"], exact), sigma_data=float(data["pool"].std()))
 
 
 @lru_cache(maxsize=8)
@@ -116,11 +117,12 @@ def _classifier(out: str, name: str, frozen: str):
                              ClassifierConfig(steps=config["eval"].get("classifier_steps", 1500)))
 
 
-def training_subset(source: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """``n`` items of ``source`` drawn without replacement by ``seed`` (and their indices)."""
-    if not 1 <= n <= source.shape[0]:
-        raise ValueError(f"n must be in [1, {source.shape[0]}] (the source size), got {n}")
-    idx = torch.randperm(source.shape[0], generator=torch.Generator().manual_seed(1000 + seed))[:n]
+def training_subset(source: Tensor, n: int, seed: int, part: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` items of ``source`` drawn without replacement by ``seed`` (and their indices): the ``part``-th block
+    of ``n`` of one permutation, so the parts of one seed are disjoint (part 1: the two-net test's second set)."""
+    if not 1 <= n * (part + 1) <= source.shape[0]:
+        raise ValueError(f"n must be in [1, {source.shape[0] // (part + 1)}] (the source size / {part + 1}), got {n}")
+    idx = torch.randperm(source.shape[0], generator=torch.Generator().manual_seed(1000 + seed))[n * part:n * (part + 1)]
     return source[idx], idx
 
 
@@ -138,15 +140,34 @@ def build_net(train_cfg: dict[str, Any], item_shape: tuple[int, ...]) -> nn.Modu
     raise ValueError(f"train.arch must be 'mlp' or 'unet', got {arch!r}")
 
 
-# ---- evaluation ---------------------------------------------------------------------------------------
+# ---- training and evaluation ---------------------------------------------------------------------------
+def train_net(config: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tensor, seed: int,
+              sigma_data: float) -> tuple[nn.Module, float]:
+    """One recipe for every net of a cell: ``EDMPrecond(build_net)`` trained on ``x`` (source indices ``idx``
+    for the fixed noisy copies) by the method's loss with ``seed``; returns the EMA denoiser and the last loss."""
+    tcfg = config["train"]
+    torch.manual_seed(seed)
+    model = EDMPrecond(build_net(tcfg, tuple(x.shape[1:])), sigma_data=sigma_data)
+    built = build_method(method, sigma_data)
+    y = corrupt(x, idx, method["sigma_n"], seed=seed) if built.needs_noisy_copies else None
+    keys = ("steps", "batch_size", "lr", "lr_warmup_steps", "ema_decay", "grad_clip")
+    result = train(model, built.loss, x, TrainConfig(**{k: tcfg[k] for k in keys if k in tcfg}, seed=seed,
+                                                     progress=False), y=y)
+    return result.ema, result.last_loss
+
+
 def sample_metrics(samples: Tensor, train: Tensor, test: Tensor, feats) -> dict[str, float]:
-    """Memorization against ``train`` and alignment with ``test`` (features from the classifier)."""
+    """Memorization against ``train``; alignment (§6.6) with ``test`` (held-out reals: ``wasserstein``, ``js``,
+    ``pca_components``) and with ``train`` (Vu et al.'s comparison: the same names ending ``_train``); MMD
+    and FD (classifier features) against ``test``."""
     f_s, f_tr, f_te = feats(samples), feats(train), feats(test)
     mem = metrics.memorization_report(samples, train, features=f_s, train_features=f_tr)
-    pw = metrics.pca_wasserstein_js(samples, test)
+    pw, pw_tr = metrics.pca_wasserstein_js(samples, test), metrics.pca_wasserstein_js(samples, train)
     return {"copy_share": mem["copy_share"], "nn_distance": mem["nn_distance"], "cosine_share": mem["cosine_share"],
-            "wasserstein": pw["wasserstein"], "js": pw["js"], "mmd": float(metrics.mmd_rbf(samples, test)),
-            "fd": float(metrics.frechet_distance(f_s, f_te))}
+            "wasserstein": pw["wasserstein"], "js": pw["js"], "pca_components": pw["components"],
+            "wasserstein_train": pw_tr["wasserstein"], "js_train": pw_tr["js"],
+            "pca_components_train": pw_tr["components"],
+            "mmd": float(metrics.mmd_rbf(samples, test)), "fd": float(metrics.frechet_distance(f_s, f_te))}
 
 
 def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
@@ -155,19 +176,12 @@ def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
     b = _bundle(str(out), cell.dataset, frozen)
     clf = _classifier(str(out), cell.dataset, frozen)
     method = next(m for m in config["methods"] if m["name"] == cell.method)
-    tcfg, ecfg = config["train"], config["eval"]
+    ecfg = config["eval"]
     x_train, idx = training_subset(b.source, cell.n, cell.seed)
     item_shape = tuple(x_train.shape[1:])
 
     t0 = time.perf_counter()
-    torch.manual_seed(cell.seed)
-    model = EDMPrecond(build_net(tcfg, item_shape), sigma_data=b.sigma_data)
-    built = build_method(method, b.sigma_data)
-    y = corrupt(x_train, idx, method["sigma_n"], seed=cell.seed) if built.needs_noisy_copies else None
-    keys = ("steps", "batch_size", "lr", "lr_warmup_steps", "ema_decay", "grad_clip")
-    result = train(model, built.loss, x_train, TrainConfig(**{k: tcfg[k] for k in keys if k in tcfg}, seed=cell.seed,
-                                                     progress=False), y=y)
-    ema = result.ema
+    ema, last_loss = train_net(config, method, x_train, idx, cell.seed, b.sigma_data)
     t1 = time.perf_counter()
 
     samples = generate(ema, ecfg.get("num_samples", 1000), item_shape, seed=10_000 + cell.seed,
@@ -178,12 +192,22 @@ def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
     ref = sample_metrics(b.pool[: samples.shape[0]], x_train, b.test, feats)  # held-out reals in place of samples
     t2 = time.perf_counter()
 
-    emp = EmpiricalDenoiser(x_train)
-    readout = paired_readout(ema, emp, b.gen, x_train, b.test, ecfg["readout_sigmas"],
-                             num_items=ecfg.get("readout_items", 256), seed=cell.seed)
-    sigma_c = float(collapse_sigma_entropy(x_train))
-    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": result.last_loss}
+    sigmas, items = ecfg["readout_sigmas"], ecfg.get("readout_items", 256)
+    readout = paired_readout(ema, EmpiricalDenoiser(x_train), b.ref.denoiser, x_train, b.test, sigmas,
+                             num_items=items, seed=cell.seed)
+    sigma_c = b.ref.sigma_c(b.pool, cell.n)  # a property of the population and n: the same for every seed
+    t3 = time.perf_counter()
+
+    two_net = None
+    if ecfg.get("two_net", False):
+        x2, idx2 = training_subset(b.source, cell.n, cell.seed, part=1)
+        ema2, loss2 = train_net(config, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data)
+        v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)
+        two_net = {"v": v.tolist(), "train_loss": loss2}
+    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
-            "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
-            "metrics": metrics_, "readout": readout.to_dict(), "sigma_c": sigma_c,
-            "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": time.perf_counter() - t2}}
+            "family": family(method), "method": method, "train_config": config["train"], "sigma_data": b.sigma_data,
+            "metrics": metrics_, "readout": readout.to_dict(), "two_net": two_net, "sigma_c": sigma_c,
+            "reference": b.ref.kind,
+            "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2,
+                       "two_net_s": time.perf_counter() - t3}}

@@ -42,7 +42,8 @@ def test_paired_writes_one_json_and_one_figure(tmp_path, fm):
                  "--cache-dir", str(tmp_path / "cache"), *EVAL[:-3], "pixels"]) == 0
     res = json.loads((out / "paired.json").read_text())
     r = res["readout"]
-    assert len(r["sigma"]) == 4 and all(v >= 0 for v in r["ratio"])
+    assert len(r["sigma"]) == 4 and all(v >= 0 for v in r["ratio_raw"])
+    assert all(v >= 0 or v != v for v in r["ratio"])  # calibrated r: NaN where the reference is not trusted
     assert res["ambient_readout"]["sigma"][0] > 0.5
     assert res["evaluation"]["features"] == "raw pixels"
     assert (out / "paired_figure.png").exists()

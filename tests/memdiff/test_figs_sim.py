@@ -63,3 +63,38 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
     claims = (tmp_path / "figs" / "claims.md").read_text()
     assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.2 ± " in claims  # paired per seed: 0.1 + s/100 - (0.3 + s/100)
     assert "| mnist1d | 100 | ci_ddpm_low_0.4 - ddpm" not in claims  # no ddpm baseline in this grid
+
+
+# --- loading cell results (memdiff.results) ------------------------------------------------------------------
+def test_load_results_names_an_invalid_cell_file_and_how_to_repair_it(tmp_path):
+    from memdiff.results import load_results
+    from sims.artifacts import atomic_write_json
+
+    for seed in (0, 1):  # files without a schema (written before it) still load
+        atomic_write_json(tmp_path / "cells" / f"mnist1d-n100-edm-s{seed}.json",
+                          _fake_result("mnist1d", 100, "edm", "standard", seed, 0.3))
+    df, raw = load_results(tmp_path)
+    assert len(df) == 2 and set(raw) == {"mnist1d-n100-edm-s0", "mnist1d-n100-edm-s1"}
+    bad = tmp_path / "cells" / "mnist1d-n100-edm-s1.json"
+    bad.write_text(bad.read_text()[:40])  # truncated
+    with pytest.raises(ValueError, match=r"mnist1d-n100-edm-s1\.json is not valid JSON.*run `memdiff sim` again"):
+        load_results(tmp_path)
+
+
+def test_a_nan_metric_counts_as_a_missing_seed_for_that_metric_only(tmp_path):
+    import math
+
+    from memdiff.results import load_results, markdown_table, summarise
+    from sims.artifacts import atomic_write_json
+
+    for seed in (0, 1, 2):
+        result = _fake_result("mnist1d", 100, "edm", "standard", seed, 0.3)
+        if seed == 1:
+            result["metrics"]["fd"] = math.nan  # a failed measurement
+        atomic_write_json(tmp_path / "cells" / f"mnist1d-n100-edm-s{seed}.json", result)
+    summary = summarise(load_results(tmp_path)[0])
+    row = summary.iloc[0]
+    assert row.seeds == 3 and row.fd_n == 2 and row.copy_share_n == 3
+    assert row.fd == pytest.approx((2.0 + 4.0) / 2)  # seeds 0 and 2
+    line = markdown_table(summary).splitlines()[2]
+    assert "| 3 | 0.3 ± 0 | " in line and "| 3 ± 13 (n=2) |" in line

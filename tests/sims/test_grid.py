@@ -7,12 +7,13 @@ import pytest
 
 from sims.grid import Cell, cell_path, check_config, expand_grid, load_config, run_grid
 
+SIZES = {"source": 40, "test": 20, "pool": 50}
 CONFIG = {
     "run": {"seeds": [0, 1]},
     "train": {},
-    "eval": {},
-    "datasets": [{"name": "a", "kind": "gmm", "n": [10, 20], "methods": "all"},
-                 {"name": "b", "kind": "ecg", "n": [10], "methods": ["m2"]}],
+    "eval": {"readout_sigmas": [0.1, 1.0]},
+    "datasets": [{"name": "a", "kind": "gmm", "n": [10, 20], "methods": "all", **SIZES},
+                 {"name": "b", "kind": "ecg", "n": [10], "methods": ["m2"], **SIZES}],
     "methods": [{"name": "m1"}, {"name": "m2"}],
 }
 
@@ -55,8 +56,8 @@ def test_load_config_reads_toml_and_json(tmp_path):
     p.write_text(json.dumps(CONFIG))
     assert load_config(p) == CONFIG
     t = tmp_path / "g.toml"
-    t.write_text('[run]\nseeds = [3]\n[train]\n[eval]\n[[datasets]]\nname = "x"\nkind = "mnist1d"\nn = [5]\n'
-                 '[[methods]]\nname = "edm"\n')
+    t.write_text('[run]\nseeds = [3]\n[train]\n[eval]\nreadout_sigmas = [1.0]\n[[datasets]]\nname = "x"\n'
+                 'kind = "mnist1d"\nn = [5]\nsource = 10\ntest = 5\npool = 5\n[[methods]]\nname = "edm"\n')
     assert [c.id for c in expand_grid(load_config(t))] == ["x-n5-edm-s3"]
     with pytest.raises(ValueError, match="config must"):
         load_config(tmp_path / "missing.toml")
@@ -65,9 +66,9 @@ def test_load_config_reads_toml_and_json(tmp_path):
 @pytest.mark.parametrize("patch, match", [
     ({"run": {"seeds": []}}, "run.seeds"),
     ({"methods": [{"name": "m1"}, {"name": "m1"}]}, "unique"),
-    ({"datasets": [{"name": "a", "kind": "cifar", "n": [10]}]}, "datasets.kind"),
-    ({"datasets": [{"name": "a", "kind": "gmm", "n": [1]}]}, "datasets.n"),
-    ({"datasets": [{"name": "a", "kind": "gmm", "n": [10], "methods": ["zzz"]}]}, "unknown"),
+    ({"datasets": [{"name": "a", "kind": "cifar", "n": [10], **SIZES}]}, "datasets.kind"),
+    ({"datasets": [{"name": "a", "kind": "gmm", "n": [1], **SIZES}]}, "datasets.n"),
+    ({"datasets": [{"name": "a", "kind": "gmm", "n": [10], "methods": ["zzz"], **SIZES}]}, "unknown"),
 ])
 def test_check_config_names_the_bad_key(patch, match):
     with pytest.raises(ValueError, match=match):
@@ -79,7 +80,7 @@ def test_check_config_names_the_bad_key(patch, match):
 def test_shipped_configs_parse():
     from memdiff.sim import GRID_CONFIG, SMOKE_CONFIG
 
-    for path in (GRID_CONFIG, SMOKE_CONFIG):
+    for path in (GRID_CONFIG, SMOKE_CONFIG, GRID_CONFIG.with_name("sim_long.toml")):
         assert expand_grid(load_config(path))
 
 

@@ -54,6 +54,9 @@ def test_image_runs_written_before_the_registry_still_load():
     ({"noise": {"kind": "edm_lognormal", "mean": 0.0}}, "noise"),
     ({"loss": "edm", "stepz": 3}, "unknown key"),
     ({"loss": "hybrid_ambient", "sigma_n": 1.0, "weighting": "x1"}, "weighting"),
+    ({"noise": {"kind": "ci_t"}}, "noise.interval"),
+    ({"noise": {"kind": "ci_log_sigma", "interval": [-1.0, 1.0, 0.8]}}, "noise.interval"),
+    ({"noise": "edm_lognormal"}, "noise must be a table"),
 ])
 def test_bad_specs_are_named(spec, match):
     with pytest.raises(ValueError, match=match):

@@ -97,12 +97,71 @@ def test_pca_metrics_see_a_shift_along_the_main_axis():
     assert 0 < out["js"] < 1
 
 
+def _direct_pca_metrics(s: np.ndarray, r: np.ndarray, variance: float, bins: int) -> tuple[float, float, int]:
+    """Independent reference (equal-size sets): eigendecomposition of the reference covariance, the fewest
+    components reaching ``variance``, histograms on reference-quantile bins counted one bin at a time, JS and
+    W1 from their formulas."""
+    lam, vecs = np.linalg.eigh(np.cov(r.T, bias=True))
+    lam, vecs = lam[::-1], vecs[:, ::-1]
+    k = next(j + 1 for j in range(lam.size) if lam[:j + 1].sum() >= variance * lam.sum())
+    ps, pr = (s - r.mean(0)) @ vecs[:, :k], (r - r.mean(0)) @ vecs[:, :k]
+    w, js = [], []
+    for c in range(k):
+        inner = np.quantile(pr[:, c], np.arange(1, bins) / bins)
+        lo, hi = np.concatenate([[-np.inf], inner]), np.concatenate([inner, [np.inf]])
+        p, q = ([((x >= a) & (x < b)).sum() / x.size for a, b in zip(lo, hi)] for x in (ps[:, c], pr[:, c]))
+        p, q = np.array(p), np.array(q)
+        m = (p + q) / 2
+        kl = lambda a: np.sum(np.where(a > 0, a * np.log2(np.where(a > 0, a, 1) / m), 0.0))  # noqa: E731
+        js.append(np.sqrt((kl(p) + kl(q)) / 2))
+        w.append(np.abs(np.sort(ps[:, c]) - np.sort(pr[:, c])).mean())  # W1 of two samples of one size
+    return float(np.mean(w)), float(np.mean(js)), k
+
+
+@pytest.mark.parametrize("variance, bins, k", [(0.95, 20, 2), (0.995, 10, 3), (0.5, 50, 1), (1.0, 7, 6)])
+def test_pca_metrics_match_a_direct_computation(variance, bins, k):
+    g = torch.Generator().manual_seed(7)
+    scale = torch.tensor([10.0, 5.0, 1.0, 0.5, 0.3, 0.1], dtype=torch.float64)  # cumulative shares .79 .99 .997 ...
+    # 1000 reference items: no quantile j / bins falls on an item, so the bins do not depend on PCA signs
+    ref = torch.randn(1000, 6, generator=g, dtype=torch.float64) * scale
+    samples = torch.randn(1000, 6, generator=g, dtype=torch.float64) * scale * 1.3 + 0.5
+    out = pca_wasserstein_js(samples, ref, variance=variance, bins=bins)
+    w, js, k_direct = _direct_pca_metrics(samples.numpy(), ref.numpy(), variance, bins)
+    assert out["components"] == k_direct == k
+    assert out["wasserstein"] == pytest.approx(w, rel=1e-9) and out["js"] == pytest.approx(js, rel=1e-9)
+
+
+def test_pca_reference_quantile_bins_hold_equal_shares_and_catch_mass_outside_the_reference():
+    g = torch.Generator().manual_seed(8)
+    ref = torch.randn(400, 1, generator=g, dtype=torch.float64)
+    assert pca_wasserstein_js(ref, ref, bins=20)["js"] == pytest.approx(0.0, abs=1e-7)
+    # all samples beyond the reference's largest value: one open outer bin holds them all
+    far = ref.max() + 1.0 + torch.rand(300, 1, generator=g, dtype=torch.float64)
+    p = np.eye(20)[-1]
+    q = np.full(20, 1 / 20)
+    m = (p + q) / 2
+    js = np.sqrt((np.sum(p[p > 0] * np.log2(p[p > 0] / m[p > 0])) + np.sum(q * np.log2(q / m))) / 2)
+    assert pca_wasserstein_js(far, ref, bins=20)["js"] == pytest.approx(js, rel=1e-9)
+    assert pca_wasserstein_js(far, ref)["components"] == 1
+
+
+def test_pca_components_default_to_95_percent_and_stated_counts_are_capped_by_rank():
+    g = torch.Generator().manual_seed(9)
+    low_rank = torch.randn(500, 2, generator=g, dtype=torch.float64) @ torch.randn(2, 8, generator=g,
+                                                                                  dtype=torch.float64)
+    assert pca_wasserstein_js(low_rank, low_rank, n_components=5)["components"] == 2
+    assert pca_wasserstein_js(low_rank, low_rank)["components"] <= 2
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: nearest_neighbours(torch.zeros(2, 3), torch.zeros(4, 5)), "same item size"),
     (lambda: nearest_neighbours(torch.zeros(2, 3), torch.zeros(1, 3)), "items must have shape"),
     (lambda: nearest_neighbours(torch.full((2, 3), float("nan")), torch.zeros(4, 3)), "queries"),
     (lambda: mmd_rbf(torch.zeros(3, 2), torch.ones(3, 2), bandwidth=-1.0), "bandwidth"),
     (lambda: frechet_distance(torch.zeros(1, 2), torch.zeros(5, 2)), "feat_a"),
+    (lambda: pca_wasserstein_js(torch.randn(4, 2), torch.randn(5, 2), variance=0.0), "variance"),
+    (lambda: pca_wasserstein_js(torch.randn(4, 2), torch.randn(5, 2), n_components=0), "n_components"),
+    (lambda: pca_wasserstein_js(torch.randn(4, 2), torch.randn(5, 2), bins=0), "bins"),
 ])
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,6 @@
-"""The paired readout: exact ratios for mixtures of the references, Monte Carlo losses, copy onset."""
+"""The paired readout: exact ratios for mixtures of the references, the calibration mask, Monte Carlo losses,
+the held-out gap and the two-net ratio on the same noise, copy onset. (Calibration against known
+memorizers and non-memorizers: test_readout_calibration.py.)"""
 from __future__ import annotations
 
 import math
@@ -7,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sims.readout import Readout, copy_onset, paired_readout
+from sims.readout import Readout, copy_onset, heldout_gap, paired_readout, two_net_ratio
+from theory.seeding import seeded_generator
 
 
 def _brute_empirical(data: torch.Tensor):
@@ -30,7 +33,9 @@ def test_ratio_is_exact_for_mixtures_of_the_two_references():
     for lam in (0.0, 0.3, 1.0, 2.0):
         net = lambda x, s, lam=lam: (1 - lam) * emp(x, s) + lam * gen(x, s)
         r = paired_readout(net, emp, gen, train, test, sig, chunk=7)
-        np.testing.assert_allclose(r.ratio, lam**2, rtol=1e-9, atol=1e-12)  # paired noise: exact
+        np.testing.assert_allclose(r.ratio_raw, lam**2, rtol=1e-9, atol=1e-12)  # paired noise: exact
+        # calibrated: reported only where the reference denoises held-out items strictly better than the net
+        np.testing.assert_array_equal(r.ratio, np.where(r.gen_test < r.net_test, r.ratio_raw, np.nan))
         # the net's loss equals the reference it coincides with
         if lam == 0.0:
             np.testing.assert_allclose(r.net_train, r.emp_train, rtol=1e-12)
@@ -72,6 +77,8 @@ def test_readout_is_seeded_and_round_trips_through_a_dict():
     b = Readout.from_dict(a.to_dict())
     for k in a.to_dict():
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+    old = Readout.from_dict({k: v for k, v in a.to_dict().items() if k not in ("ratio_raw", "heldout_ratio")})
+    assert np.isnan(old.heldout_ratio).all() and np.isnan(old.ratio_raw).all()  # fields older files lack
     c = paired_readout(net, emp, gen, train, test, [0.2, 1.0], seed=6)
     assert not np.allclose(a.net_train, c.net_train)
 
@@ -82,7 +89,29 @@ def test_float32_inputs_stay_finite_over_the_whole_sigma_range():
     emp = _brute_empirical(train)
     r = paired_readout(lambda x, s: x * 0.9, emp, _wiener(1.0), train, test, np.logspace(-4, 4, 9))
     for k, v in r.to_dict().items():
-        assert np.all(np.isfinite(v)), k
+        if k != "ratio":  # the calibrated ratio is NaN where the reference is no better than the net
+            assert np.all(np.isfinite(v)), k
+
+
+def test_gap_and_two_net_ratio_use_the_readout_noise():
+    torch.manual_seed(5)
+    train, other, test = torch.randn(20, 5), torch.randn(20, 5), torch.randn(30, 5)
+    net, sig = (lambda x, s: x * 0.8), [0.1, 1.0]
+    r = paired_readout(net, _brute_empirical(train), _wiener(1.0), train, test, sig, chunk=7, seed=2)
+    g = heldout_gap(net, train, test, sig, chunk=7, seed=2)  # same seed and chunk: the same noise
+    np.testing.assert_allclose(g["train"], r.net_train, rtol=1e-12)
+    np.testing.assert_allclose(g["test"], r.net_test, rtol=1e-12)
+    np.testing.assert_allclose(g["ratio"], r.net_test / r.net_train, rtol=1e-12)
+    np.testing.assert_allclose(r.heldout_ratio, g["ratio"], rtol=1e-12)
+    # V's numerator: the two nets on the held-out inputs of the readout (x0 + sigma z, the same z)
+    v = two_net_ratio(lambda x, s: x, net, train, other, test, sig, seed=2)  # one chunk
+    emp1, emp2 = _brute_empirical(train.double()), _brute_empirical(other.double())
+    num, den = [], []
+    for j, s in enumerate(sig):
+        x = test + s * torch.randn(test.shape, generator=seeded_generator(2, j, 1))
+        num.append(float((0.2 * x.double()).square().sum()))
+        den.append(float((emp1(x.double(), s) - emp2(x.double(), s)).square().sum()))
+    np.testing.assert_allclose(v, np.array(num) / np.array(den), rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -93,6 +122,7 @@ def test_float32_inputs_stay_finite_over_the_whole_sigma_range():
     (dict(test=torch.randn(3, 5)), "test"),
     (dict(train=torch.full((3, 4), float("nan"))), "train"),
     (dict(num_items=0), "num_items"),
+    (dict(chunk=0), "chunk"),
 ])
 def test_rejects_bad_input(kwargs, match):
     ident = lambda x, s: x
@@ -113,3 +143,15 @@ def test_copy_onset_interpolates_in_log_sigma():
     assert copy_onset(s, [0.0, 0.2, float("nan"), 0.1]) == 0.1
     with pytest.raises(ValueError, match="ratio"):
         copy_onset(s, [0.1, 0.2])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda a, b: heldout_gap(lambda x, s: x, a, b[:, :3], [1.0]), "test"),
+    (lambda a, b: heldout_gap(lambda x, s: x, a, b, [-1.0]), "sigmas"),
+    (lambda a, b: two_net_ratio(lambda x, s: x, lambda x, s: x, a, b[:, :3], b, [1.0]), "train2"),
+    (lambda a, b: two_net_ratio(lambda x, s: x, lambda x, s: x, a[:0], b, b, [1.0]), "train1"),
+    (lambda a, b: two_net_ratio(lambda x, s: x, lambda x, s: x, a, b, b, [1.0], num_items=0), "num_items"),
+])
+def test_gap_and_two_net_reject_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(torch.randn(5, 4), torch.randn(6, 4))

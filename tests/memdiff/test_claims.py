@@ -1,0 +1,161 @@
+"""Verdict words by rules fixed before the numbers (memdiff.claims, docs/THEORY.md §7.6), from synthetic
+paired differences: each part's outcome, each of the four verdicts, and the claims.md rows built from them."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memdiff.claims import (CONTRADICTED, HOLDS, NOISE, NOT_SHOWN, OPPOSITE, PARTLY, REPRODUCED, Claim, Judged, Part,
+                            claims_markdown, comparisons, equivalence_margin, judge_part, verdict)
+
+LOWER, EQUAL = Part("copy_share", "lower"), Part("fd", "equal")
+BELOW = [-0.11, -0.10, -0.09]  # 95% interval wholly below 0
+ABOVE = [0.09, 0.10, 0.11]
+AROUND = [-0.2, 0.0, 0.2]  # interval across 0: within noise
+BASE = 10.0  # baseline mean: the default margin is +-1
+INSIDE = [0.1, -0.1, 0.0, 0.05]  # 90% interval inside +-1
+BEYOND = [3.0, 3.2, 2.9]  # 95% interval wholly above +1
+NOISY = [-3.0, 3.0, 1.0]  # neither
+
+
+@pytest.mark.parametrize("diffs, lower, higher", [(BELOW, HOLDS, OPPOSITE), (ABOVE, OPPOSITE, HOLDS),
+                                                   (AROUND, NOISE, NOISE), ([-1.0, math.nan], NOISE, NOISE)])
+def test_a_directional_part_by_its_95_percent_interval(diffs, lower, higher):
+    assert judge_part(LOWER, diffs, BASE).outcome == lower
+    assert judge_part(Part("copy_share", "higher"), diffs, BASE).outcome == higher
+
+
+@pytest.mark.parametrize("diffs, outcome", [(INSIDE, HOLDS), (BEYOND, OPPOSITE), ([-d for d in BEYOND], OPPOSITE),
+                                            (NOISY, NOISE), ([0.1], NOISE)])
+def test_an_equal_part_by_tost_within_the_margin(diffs, outcome):
+    judged = judge_part(EQUAL, diffs, BASE)
+    assert judged.outcome == outcome
+    if outcome != NOISE or len(diffs) > 1:
+        assert "±1 (10% of 10)" in judged.evidence
+
+
+def test_the_margin_is_a_fraction_of_the_baseline_mean():
+    assert judge_part(EQUAL, [0.5, 1.3, 0.9], BASE).outcome == NOISE  # 90% interval reaches past +-1
+    assert judge_part(EQUAL, [0.5, 1.3, 0.9], BASE, margin=0.2).outcome == HOLDS  # +-2
+    assert judge_part(EQUAL, INSIDE, 0.0).outcome == NOISE  # no margin around a zero baseline
+    with pytest.raises(ValueError, match="margin"):
+        judge_part(EQUAL, INSIDE, BASE, margin=0.0)
+
+
+def judged(*outcomes_and_sides) -> list[Judged]:
+    return [Judged(Part("m", side), outcome, "numbers") for outcome, side in outcomes_and_sides]
+
+
+@pytest.mark.parametrize("parts, word", [
+    ([(HOLDS, "lower"), (HOLDS, "equal")], REPRODUCED),
+    ([(OPPOSITE, "lower"), (HOLDS, "equal")], CONTRADICTED),  # the core's opposite wins over a holding part
+    ([(OPPOSITE, "lower"), (OPPOSITE, "equal")], CONTRADICTED),
+    ([(HOLDS, "lower"), (OPPOSITE, "equal")], PARTLY),
+    ([(HOLDS, "lower"), (NOISE, "lower")], PARTLY),
+    ([(NOISE, "lower"), (HOLDS, "lower")], PARTLY),  # a non-core directional part holds
+    ([(NOISE, "lower"), (HOLDS, "equal")], NOT_SHOWN),  # equal quality alone: the baseline has it too
+    ([(NOISE, "lower"), (OPPOSITE, "equal")], NOT_SHOWN),
+    ([(NOISE, "lower")], NOT_SHOWN),
+])
+def test_verdict_rules(parts, word):
+    assert verdict(judged(*parts))[0] == word
+
+
+def test_the_four_verdicts_from_synthetic_differences():
+    """C2 in each of its four outcomes: lower copy share (core) at equal FD."""
+    def c2(copy, fd):
+        return verdict([judge_part(LOWER, copy, 0.2), judge_part(EQUAL, fd, BASE)])
+
+    assert c2(BELOW, INSIDE)[0] == REPRODUCED
+    assert c2(ABOVE, INSIDE)[0] == CONTRADICTED
+    assert c2(AROUND, NOISY)[0] == NOT_SHOWN
+    word, sentence = c2(BELOW, BEYOND)
+    assert word == PARTLY  # the sentence names the part that holds and the one that does not
+    assert sentence.startswith("lower copy share: holds (Δ -0.1, 95% CI [")
+    assert "equal FD: opposite holds (Δ +3.03, 95% CI [" in sentence and "TOST p = " in sentence
+
+
+def test_rules_reject_ill_formed_claims():
+    with pytest.raises(ValueError, match="side"):
+        Part("fd", "better")
+    with pytest.raises(ValueError, match="parts"):
+        Claim("C9", "equal quality", (EQUAL,))
+    with pytest.raises(ValueError, match="judged"):
+        verdict(judged((HOLDS, "equal")))
+    with pytest.raises(ValueError, match="judged"):
+        verdict([])
+
+
+def test_equivalence_margin_from_the_grid_config():
+    assert equivalence_margin(None) == equivalence_margin({"eval": {}}) == 0.10
+    assert equivalence_margin({"eval": {"equivalence_margin": 0.05}}) == 0.05
+    for bad in (0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="eval.equivalence_margin"):
+            equivalence_margin({"eval": {"equivalence_margin": bad}})
+
+
+# --- claims.md -------------------------------------------------------------------------------------------
+def grid_frame(copy: dict[str, float], fd: dict[str, float]) -> pd.DataFrame:
+    """Three seeds per method; per-seed noise shared by all methods, so paired differences are exact."""
+    rows = []
+    for seed, wobble in enumerate((-0.01, 0.0, 0.012)):
+        for m, share in copy.items():
+            rows.append({"dataset": "mnist1d", "n": 100, "method": m, "seed": seed, "copy_share": share + wobble,
+                         "nn_distance": 1.0, "fd": fd.get(m, 30.0) + 10 * wobble + 0.01 * seed * (m != "edm"),
+                         "wasserstein": 0.5 + wobble, "js": 0.1, "copy_onset": 0.5, "sigma_c": 0.7})
+    return pd.DataFrame(rows)
+
+
+def test_comparisons_per_claim():
+    methods = {"edm", "ddpm", "ambient_1.0", "ci_ddpm_low_0.4", "ci_ddpm_low_0.8", "ci_ddpm_high_0.6",
+               "ci_edm_low", "ambient_1.0_ci_edm_low"}
+    pairs = comparisons(methods)
+    assert pairs["C2"] == [("ambient_1.0", "edm")]
+    assert pairs["C4"] == [("ci_ddpm_low_0.4", "ci_ddpm_low_0.8")]  # one width of high: nothing to compare
+    assert set(pairs["C5"]) == {("ci_ddpm_low_0.4", "ddpm"), ("ci_ddpm_low_0.8", "ddpm"),
+                                ("ci_ddpm_high_0.6", "ddpm"), ("ci_edm_low", "edm")}
+    assert pairs["C7"] == [("ambient_1.0_ci_edm_low", "ambient_1.0"), ("ambient_1.0_ci_edm_low", "ci_edm_low")]
+    assert comparisons({"ambient_1.0", "ci_ddpm_low_0.4"})["C2"] == []  # no edm baseline
+
+
+def test_claims_markdown_rows_carry_verdicts_and_the_low_noise_reading_heads_the_ci_claims():
+    copy = {"edm": 0.2, "ddpm": 0.2, "ambient_1.0": 0.1, "ci_ddpm_low_0.6": 0.4, "ci_ddpm_high_0.6": 0.05}
+    text = claims_markdown(grid_frame(copy, {"ambient_1.0": 30.1}), {})
+    assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | **reproduced** | lower copy share: holds" in text
+    assert "| mnist1d | 100 | ci_ddpm_low_0.6 - ddpm | 3 | **contradicted** |" in text
+    assert "| mnist1d | 100 | ci_ddpm_high_0.6 - ddpm | 3 | **partly** |" in text  # less copying, FD unchanged
+    c5 = text[text.index("## C5"):text.index("## C6")]
+    headline, other = c5.index("### Headline: \"later denoising steps\" read literally"), c5.index("### The other reading")
+    assert headline < c5.index("ci_ddpm_low_0.6 - ddpm") < other < c5.index("ci_ddpm_high_0.6 - ddpm")
+    assert "ci_ddpm_high" not in c5[:other] and "ci_ddpm_low" not in c5[other:]  # never substituted
+    assert "| mnist1d | 100 | ambient_1.0 - edm | 3 | -0.1 ± " in text  # the paired table is still there
+
+
+def test_the_margin_of_the_grid_config_reaches_claims_md(tmp_path):
+    from memdiff.figs_sim import make_all
+    from sims.artifacts import atomic_write_json
+
+    df = grid_frame({"edm": 0.2, "ambient_1.0": 0.1}, {"ambient_1.0": 31.5})  # FD +1.5 on 30: beyond 5%, inside 10%
+    ratio = [0.1, 0.55, 1.0]
+    for r in df.to_dict("records"):
+        cell = {k: r[k] for k in ("dataset", "n", "method", "seed")}
+        readout = {"sigma": [0.1, 1.0, 10.0], **{k: ratio for k in ("ratio", "necessity", "net_train", "net_test",
+                                                                     "emp_train", "emp_test", "gen_train", "gen_test")}}
+        metrics = {k: r[k] for k in ("copy_share", "nn_distance", "fd", "wasserstein", "js")}
+        atomic_write_json(tmp_path / "runs" / "cells" / f"mnist1d-n100-{r['method']}-s{r['seed']}.json",
+                          {"cell": cell, "family": "standard", "metrics": metrics, "readout": readout, "sigma_c": 0.7})
+    line = "| mnist1d | 100 | ambient_1.0 - edm | 3 | **{}** |"
+    for margin, word in ((None, REPRODUCED), (0.05, PARTLY)):
+        grid = {"config": {"eval": {} if margin is None else {"equivalence_margin": margin}}, "cells": []}
+        (tmp_path / "runs" / "grid.json").write_text(json.dumps(grid))
+        make_all(tmp_path / "runs", tmp_path / "figs")
+        assert line.format(word) in (tmp_path / "figs" / "claims.md").read_text()
+
+
+def test_judge_part_drops_non_finite_differences():
+    a = judge_part(LOWER, np.array(BELOW + [math.nan]), BASE)
+    assert a == judge_part(LOWER, BELOW, BASE)
