@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from memdiff.theory_run import TheoryConfig, run_theory
-from sims.artifacts import REPO_ROOT, atomic_write_text
+from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_text
 from sims.configs import read_config_file
 
 DEMO_CONFIGS = {name: REPO_ROOT / "configs" / f"demo_{name}.toml" for name in ("gmm", "mnist1d")}
@@ -44,6 +44,18 @@ def _section(name: str, folder: Path, summary: dict[str, Any]) -> str:
                                                  "sigma_S", "sigma_n")}])
     halves = ", ".join(f"{k[len('M_half_'):]} at sigma = {v:.3g}" for k, v in lv.items()
                        if k.startswith("M_half_") and math.isfinite(v))
+    ambient = wide["M_ambient"].dropna() if "M_ambient" in wide else pd.Series(dtype=float)
+    notes = []
+    if not ambient.empty:
+        notes.append(f"`M_ambient` is undefined (-) at sigma <= sigma_n = {lv['sigma_n']:.3g}, like the ambient loss.")
+    if not ambient.empty and ambient.iloc[0] < 0:  # at the first sigma above sigma_n
+        notes.append(
+            f"It is negative just above sigma_n (down to {ambient.min():.3g}, at sigma = {ambient.idxmin():.3g}) "
+            "because the ambient optimum only sees the noisy copies y_i = x_i + sigma_n eps_i: on a noisy training "
+            "item x = x_i + sigma z it returns D = E[y | x] + (sigma_n^2 / tau^2)(E[y | x] - x), tau^2 = sigma^2 - "
+            "sigma_n^2, the noisy copies' posterior mean pushed away from x by a gain that diverges as "
+            "sigma -> sigma_n+, so its training loss on the clean items exceeds the generalizer's (M < 0) and "
+            "diverges there (docs/THEORY.md §2.4, §3.2).")
     parts = [f"## {name} (reference denoiser: {summary['reference']})\n",
              f"**Memorization necessity falls through 1/2** ({halves}); collapse level sigma_C = "
              f"{lv['sigma_C']:.3g}, speciation level sigma_S = {lv['sigma_S']:.3g}.\n",
@@ -52,7 +64,8 @@ def _section(name: str, folder: Path, summary: dict[str, Any]) -> str:
              "s^2 / (n^(2/d) - 1)); `sigma_S = sqrt(Lambda)`.\n", markdown(levels),
              "\nPer noise level: memorization necessity M = 1 - L_train(D) / L_train(D_gen) of the empirical "
              "(and ambient) optimum, and the empirical optimum's generalization gap and posterior concentration.\n",
-             markdown(wide.reset_index()), f"\n![diagnostics]({folder.name}/diagnostics.png)\n"]
+             " ".join(notes) + "\n" if notes else "", markdown(wide.reset_index()),
+             f"\n![diagnostics]({folder.name}/diagnostics.png)\n"]
     if "generation" in summary:
         parts += ["\nClosed-form generation (EDM Heun, same noise for every row): share of samples with "
                   "nearest / second-nearest training distance < 1/3.\n",
@@ -68,8 +81,15 @@ def _section(name: str, folder: Path, summary: dict[str, Any]) -> str:
 
 
 def run_demo(out: str | Path, seed: int = 0, fast: bool = False, progress: bool = True) -> Path:
-    """Run both datasets into ``out/<name>`` and write ``out/report.md``; returns the report's path."""
-    out = Path(out)
+    """Run both datasets into ``out/<name>`` and write ``out/report.md``; returns the report's path. The
+    folder is written as one set (``sims.artifacts.atomic_folder``): an earlier demo there is replaced."""
+    with atomic_folder(out, "report.md") as folder:
+        report = _write_demo(folder, seed, fast, progress)
+    return Path(out) / report.name
+
+
+def _write_demo(out: Path, seed: int, fast: bool, progress: bool) -> Path:
+    """Both datasets' runs and the report, written into the folder ``out``."""
     sections = []
     for name, path in DEMO_CONFIGS.items():
         cfg = TheoryConfig.from_file(path, **(read_config_file(FAST) if fast else {}), seed=seed)

@@ -1,5 +1,11 @@
 """``memdiff notebooks``: execute the jupytext notebooks (``notebooks/*.py``, percent format) into
-executed ``.ipynb`` files under ``--out``, with jupytext (read) and nbclient (run in a fresh kernel)."""
+executed ``.ipynb`` files under ``--out``, with jupytext (read) and nbclient (run in a fresh kernel).
+
+Progress: one line per code cell on stdout, printed as the cell starts (notebook, ``[k/K]``, the cell's first
+line) and completed with its run time. Each kernel runs in the ``--out`` folder, so whatever a notebook
+writes (the smoke grid of notebooks 03/04 in fast mode, ``runs/notebooks/sim_fast``) lands there and nowhere
+else; ``MEMDIFF_SIM_RUNS``, the grid the notebooks read, is resolved first against the folder the command
+was started in."""
 from __future__ import annotations
 
 import argparse
@@ -28,11 +34,32 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
+class _CellProgress:
+    """nbclient hooks that print one line per executed (non-empty code) cell: ``name [k/K] first line ... 12.3 s``."""
+
+    def __init__(self, name: str, cells: list) -> None:
+        self.name = name
+        self.code = [i for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()]
+        self.t0 = 0.0
+
+    def start(self, cell, cell_index: int) -> None:
+        if cell_index not in self.code:  # nbclient announces every cell, and skips these
+            return
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        print(f"{self.name} [{self.code.index(cell_index) + 1}/{len(self.code)}] {first[:60]} ...", end="", flush=True)
+        self.t0 = time.perf_counter()
+
+    def executed(self, cell, cell_index: int, execute_reply: dict) -> None:
+        status = execute_reply["content"]["status"]
+        print(f" {time.perf_counter() - self.t0:.1f} s" + ("" if status == "ok" else f" ({status})"), flush=True)
+
+
 def execute_notebook(source: str | os.PathLike, target: str | os.PathLike, *, workdir: str | os.PathLike | None = None,
                      timeout: int = 1800, env: dict[str, str] | None = None) -> Path:
     """Run the jupytext file ``source`` top to bottom in a fresh ``python3`` kernel (working directory
-    ``workdir``, default the current one; extra environment ``env``) and write the executed notebook to
-    ``target`` atomically. A failing cell raises ``nbclient.exceptions.CellExecutionError``."""
+    ``workdir``, default the current one; extra environment ``env``), printing one line per code cell, and
+    write the executed notebook to ``target`` atomically. A failing cell raises
+    ``nbclient.exceptions.CellExecutionError``."""
     import jupytext
     import nbclient
     import nbformat
@@ -41,8 +68,10 @@ def execute_notebook(source: str | os.PathLike, target: str | os.PathLike, *, wo
     if not source.is_file():
         raise ValueError(f"source must be an existing notebook file, got {source}")
     nb = jupytext.read(source)
+    progress = _CellProgress(source.name, nb.cells)
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(Path(workdir or Path.cwd()))}})
+                                     resources={"metadata": {"path": str(Path(workdir or Path.cwd()))}},
+                                     on_cell_start=progress.start, on_cell_executed=progress.executed)
     with _environment({"MPLBACKEND": "module://matplotlib_inline.backend_inline", **(env or {})}):
         client.execute()
     return atomic_write(target, lambda tmp: nbformat.write(nb, tmp))
@@ -60,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
         else sorted(NOTEBOOK_DIR.glob(args.only))
     if not sources:
         raise ValueError(f"--only matched no notebook in {NOTEBOOK_DIR}: {args.only!r}")
-    env = {"MEMDIFF_FAST": "1"} if args.fast else {}
+    # the kernels run in --out: a relative grid folder (notebook_results' default) is resolved here first
+    env = {"MEMDIFF_SIM_RUNS": str(Path(os.environ.get("MEMDIFF_SIM_RUNS", "runs/sim_grid")).resolve()),
+           "MEMDIFF_NOTEBOOK_OUT": ".", **({"MEMDIFF_FAST": "1"} if args.fast else {})}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for src in sources:
         t0 = time.perf_counter()
-        out = execute_notebook(src, Path(args.out) / f"{src.stem}.ipynb", timeout=args.timeout, env=env)
+        out = execute_notebook(src, out_dir / f"{src.stem}.ipynb", workdir=out_dir, timeout=args.timeout, env=env)
         print(f"{src.name}: {time.perf_counter() - t0:.0f} s -> {out}")
     return 0

@@ -48,10 +48,11 @@ def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, di
 
 def notebook_results() -> tuple[pd.DataFrame, dict[str, dict]]:
     """The grid results a notebook reads: ``$MEMDIFF_SIM_RUNS`` (default ``runs/sim_grid``) when it holds cells
-    and ``MEMDIFF_FAST`` is not ``1``; otherwise the smoke grid's MNIST-1D cells, run into ``runs/notebooks/sim_fast``."""
+    and ``MEMDIFF_FAST`` is not ``1``; otherwise the smoke grid's MNIST-1D cells, run into ``sim_fast`` under
+    ``$MEMDIFF_NOTEBOOK_OUT`` (default ``runs/notebooks``; ``memdiff notebooks`` sets it to its ``--out``)."""
     runs = Path(os.environ.get("MEMDIFF_SIM_RUNS", "runs/sim_grid"))
     if os.environ.get("MEMDIFF_FAST") == "1" or not (runs / "cells").exists():
-        runs = Path("runs/notebooks/sim_fast")
+        runs = Path(os.environ.get("MEMDIFF_NOTEBOOK_OUT", "runs/notebooks")) / "sim_fast"
         run_1d_grid(load_config(SMOKE_CONFIG), runs, only="mnist1d-*", log=lambda _: None)
     df, raw = load_results(runs)
     print(f"{len(df)} cells from {runs}")

@@ -35,15 +35,18 @@
 # * the speciation level `sigma_S = sqrt(Lambda)`, `Lambda` the top eigenvalue of the data covariance,
 #   above which the noisy point no longer tells which class it came from.
 #
-# Everything below is exact or Monte Carlo with closed-form denoisers: no network is trained.
-# `MEMDIFF_FAST=1` (as in the tests) shrinks every size.
+# Everything below is exact or Monte Carlo with closed-form denoisers: no network is trained. The full run
+# takes a minute or two on two cores; a progress bar (on stderr) follows each long loop. `MEMDIFF_FAST=1` (as
+# in the tests) shrinks every size.
 
 # %%
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: idle threads sleep, not spin
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from memdiff.demo import markdown
 from memdiff.theory_plots import plot_diagnostics, plot_switch_sweep
@@ -67,6 +70,11 @@ SAMPLES = 16 if FAST else 200                        # closed-form samples per s
 STEPS = 6 if FAST else 18                            # EDM Heun steps
 
 
+def bar(desc: str):
+    """A progress bar (stderr, cleared when done) for the ``progress`` argument of the long runs below."""
+    return lambda steps: tqdm(steps, desc=desc, leave=False)
+
+
 # %% [markdown]
 # ## 1. The collapse level on isotropic Gaussian data
 #
@@ -78,7 +86,7 @@ STEPS = 6 if FAST else 18                            # EDM Heun steps
 d_iso, s2 = 8, 2.0
 pop_iso = GaussianDenoiser(torch.zeros(d_iso, dtype=torch.float64), s2 * torch.eye(d_iso, dtype=torch.float64))
 rows = []
-for n in SIZES:
+for n in bar("isotropic sigma_C, per n")(SIZES):
     x = pop_iso.sample(n, seeded_generator(1, n))
     rows.append({"n": n, "closed form": collapse_sigma_isotropic(n, d_iso, s2),
                  "entropy root (exact density)": collapse_sigma_entropy(x, pop_iso, num_items=ITEMS),
@@ -99,7 +107,7 @@ pop = gmm.denoiser()
 test = gmm.sample(2 * ITEMS, seeded_generator(0, 2))
 train = gmm.sample(N, seeded_generator(0, 1))
 ambient = AmbientDenoiser(noisy_copies(train, sigma_n=1.0, seed=0), sigma_n=1.0)  # y_i = x_i + sigma_n eps_i, fixed
-diag = diagnose(train, test, pop, SIGMAS, ambient=ambient, num_items=ITEMS)
+diag = diagnose(train, test, pop, SIGMAS, ambient=ambient, num_items=ITEMS, progress=bar("GMM diagnostics, per sigma"))
 entropy = pd.DataFrame({"sigma": SIGMAS, "f_exact": excess_entropy(train, N, SIGMAS, pop, num_items=ITEMS),
                         "f_gaussian_fit": excess_entropy(train, N, SIGMAS, num_items=ITEMS)})
 levels = {"sigma_C": collapse_sigma_entropy(train, pop, num_items=ITEMS),
@@ -130,7 +138,7 @@ plt.show()
 
 # %%
 rows = []
-for n in SIZES:
+for n in bar("GMM, per n")(SIZES):
     tr = gmm.sample(n, seeded_generator(0, 1))
     t = diagnose(tr, test, pop, SIGMAS, num_items=ITEMS)
     rows.append({"n": n, "sigma where M = 1/2": necessity_crossing(t),
@@ -157,7 +165,8 @@ wiener = GaussianDenoiser.fit(m_pool.double())
 m_train = m_rest[:N]
 m_ambient = AmbientDenoiser(noisy_copies(m_train, sigma_n=1.0, seed=0), sigma_n=1.0)
 local = LocalPatchDenoiser(m_train, 9)  # each value's posterior given only the 9 values around it
-m_diag = diagnose(m_train, m_test, ref, SIGMAS, ambient=m_ambient, extra={"local_patch_9": local}, num_items=ITEMS)
+m_diag = diagnose(m_train, m_test, ref, SIGMAS, ambient=m_ambient, extra={"local_patch_9": local}, num_items=ITEMS,
+                  progress=bar("MNIST-1D diagnostics, per sigma"))
 m_entropy = pd.DataFrame({"sigma": SIGMAS, "f_pool": excess_entropy(m_train, N, SIGMAS, ref, num_items=ITEMS),
                           "f_gaussian_fit": excess_entropy(m_train, N, SIGMAS, num_items=ITEMS)})
 m_levels = {"sigma_C": collapse_sigma_entropy(m_train, ref, num_items=ITEMS),
@@ -169,7 +178,7 @@ plt.show()
 
 # %%
 rows = []
-for n in SIZES:
+for n in bar("MNIST-1D, per n")(SIZES):
     tr = m_rest[:n]
     rows.append({"n": n, "sigma where M = 1/2 (pool ref.)": necessity_crossing(diagnose(tr, m_test, ref, SIGMAS, num_items=ITEMS)),
                  "sigma where M = 1/2 (Wiener ref.)": necessity_crossing(diagnose(tr, m_test, wiener, SIGMAS, num_items=ITEMS)),
@@ -199,7 +208,8 @@ emp = EmpiricalDenoiser(m_train)
 samplers = {"empirical": emp, "reference (pool)": ref, "Wiener fit to pool": wiener,
             "local patch 9": local, "ambient > 1, empirical below": SwitchDenoiser(m_ambient, emp, 1.0),
             "ambient > 1, local below": SwitchDenoiser(m_ambient, local, 1.0)}
-gen_table = generation_table(samplers, m_train, num_samples=SAMPLES, steps=STEPS)
+gen_table = generation_table(samplers, m_train, num_samples=SAMPLES, steps=STEPS,
+                             progress=bar("generation, per sampler"))
 print(markdown(gen_table))
 
 # %% [markdown]
@@ -223,7 +233,8 @@ print(markdown(gen_table))
 switches = log_sigma_grid(0.05, 20.0, 3 if FAST else 9)
 hybrids = {"memorizer above, generalizer below": (emp, wiener), "generalizer above, memorizer below": (wiener, emp),
            "generalizer above, local patch below": (wiener, local)}
-sweep = switch_sweep(hybrids, m_train, switches, num_samples=SAMPLES, steps=STEPS)
+sweep = switch_sweep(hybrids, m_train, switches, num_samples=SAMPLES, steps=STEPS,
+                     progress=bar("switch sweep, per hybrid and switch"))
 print(markdown(sweep.pivot(index="sigma_switch", columns="hybrid", values="copy_share").reset_index()))
 plot_switch_sweep(sweep, m_levels, f"MNIST-1D, n = {N}")
 plt.show()

@@ -7,8 +7,11 @@ Training items are seen only as ``y_i = x0_i + sigma_n eps_i``. At ``sigma > sig
 
     D(x, sigma) = (E[y | x_t = x] - (1 - a) x) / a = x + (sigma^2 / tau^2) (E[y | x] - x),
 
-where ``E[y | x]`` is the empirical denoiser of the ``y``'s at noise ``tau``. Below ``sigma_n`` the loss
-is undefined, so every method raises for ``sigma <= sigma_n``.
+where ``E[y | x]`` is the empirical denoiser of the ``y``'s at noise ``tau``. It is evaluated as
+``E[y | x] + (sigma_n^2 / tau^2) (E[y | x] - x)`` (the same, since ``sigma^2 / tau^2 = 1 + sigma_n^2 / tau^2``),
+whose rounding error is relative to its two terms: for a far query and ``sigma >> sigma_n`` the first form
+would cancel ``x`` against ``(sigma^2 / tau^2) x`` and leave ``D`` with an absolute error ``~1e-16 ||x||``.
+Below ``sigma_n`` the loss is undefined, so every method raises for ``sigma <= sigma_n``.
 """
 from __future__ import annotations
 
@@ -46,9 +49,8 @@ class AmbientDenoiser:
         """Posterior over the noisy items at noise ``tau``; ``mean`` is the ambient ``D(x, sigma)``."""
         tau = self.tau(x, sigma)
         p = self.noisy.posterior64(x, tau)
-        x64 = x.to(torch.float64)
-        ratio = expand_like(sigma64(sigma, x).square() / tau.square(), x)
-        mean = x64 + ratio * (p.mean - x64)
+        gain = expand_like(self.sigma_n ** 2 / tau.square(), x)
+        mean = p.mean + gain * (p.mean - x.to(torch.float64))
         return Posterior(mean.to(x.dtype), p.max_weight.to(x.dtype), p.argmax, p.entropy.to(x.dtype),
                          p.log_normalizer.to(x.dtype))
 

@@ -4,29 +4,39 @@ For items ``x_1..x_n`` the noisy marginal is ``p_sigma(x) = (1/n) sum_i N(x; x_i
 
     D(x, sigma) = sum_i w_i x_i,   w_i = softmax_i(l_i),   l_i = -||x - x_i||^2 / (2 sigma^2).
 
-Numerics (data and queries are first centred at the data mean, which leaves ``D`` unchanged). Per chunk
-of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and the logits
-``l_i = (g_i - ||x||^2 / 2) / sigma^2``. In float32 these carry an error of up to about
-``E = 4 u (sqrt(d) ||x|| max||x_i|| + (||x||^2 + max||x_i||^2) / 2) / sigma^2`` nats (``u`` the unit
-roundoff; measured worst cases stay under a third of it), thousands of nats at small ``sigma``. So:
+Numerics (data and queries are first centred at the data mean, which leaves ``D`` unchanged). Logits are
+kept relative to an *anchor* item ``a`` per query (the one with the largest matmul score), ``r_i = l_i - l_a``,
+so the term ``||x||^2 / (2 sigma^2)`` common to all items is never formed (docs/THEORY.md §2.1.3, note).
+Per chunk of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and
+``r_i = (g_i - g_a) / sigma^2``. In float32 these carry an error of up to about
+``E = 4 u ((sqrt(d) + 2) ||x|| Y + Y^2) / sigma^2`` nats (``u`` the unit roundoff, ``Y = max_i ||x_i||``;
+measured worst cases stay under a fifth of it), thousands of nats at small ``sigma``. So:
 
-1. first pass: the ``exact_top`` largest matmul logits of every chunk are recomputed exactly, as float64
-   direct differences ``sum_k (x_k - x_ik)^2``; this fixes the maximum logit of every query;
+1. first pass: the ``exact_top`` largest matmul scores of every chunk are recomputed in float64 from
+   differences of the items as given, ``r_i = (e.delta_i - ||delta_i||^2 / 2) / sigma^2`` with
+   ``e = x - x_a``, ``delta_i = x_i - x_a``; this fixes the maximum logit of every query;
 2. second pass, for each (query, chunk) pair: if the chunk's ``k``-th matmul logit plus ``E`` lies more
    than ``40 + log n`` nats under that maximum, its other items are skipped (total weight below ``e^-40``
    relative); otherwise they are added with their matmul logits when ``E <= logit_tol``, or with
-   float64-matmul logits (error ~1e-16 of the above) when not, in blocks of ``rest_block`` elements.
+   float64-matmul logits (error ``E`` with the float64 ``u``) when not, in blocks of ``rest_block`` elements.
 
-So the weights are exact up to ``logit_tol`` nats (default 1e-5) at every ``sigma``; the float32 path is
-used wherever that is possible, and where the posterior is concentrated the cost is one matmul per chunk.
-Statistics are merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
+So the weights are exact up to ``logit_tol`` nats (default 1e-5) wherever the float64 ``E`` is below it:
+every query but far ones (``||x|| Y / sigma^2`` beyond ~1e10). Elsewhere every logit is within the float64
+``E``, about ``1e-15 sqrt(d)`` of the logit scale ``||x|| Y / sigma^2``, so both limits of §1.6 come out as
+they should: as ``||x|| / sigma^2`` grows the weights become one-hot on the nearest item (shared among items
+closer than ``E`` in logit), and as ``sigma`` grows (also once ``1 / sigma^2`` underflows to 0) uniform, with
+``D`` the mean. Only where ``(||x|| + Y)^2 / sigma^2`` nears the float64 maximum (1e308) can no logit be
+held: such queries are rejected with a ``ValueError`` naming ``x``. Matmuls run in float32 for float32
+queries, in float64 where ``(||x|| + Y)^2`` or ``1 / sigma^2`` nears the float32 maximum. The float32 path
+is used wherever that is possible, and where the posterior is concentrated the cost is one matmul per
+chunk. Statistics are merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
 ``O(B (chunk_size + exact_top d) + rest_block)``, whatever ``n``.
 
-Theory: docs/THEORY.md §2.1 (and §1.2, §1.8)."""
+Theory: docs/THEORY.md §2.1 (and §1.2, §1.6, §1.8)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
@@ -72,7 +82,7 @@ class SoftmaxStats:
         """Chunk statistics of logits ``shift[:, None] + rel`` (rel <= ~0); ``weighted_sum(W)`` returns ``W @ v``."""
         w = torch.exp(rel)
         top, pos = rel.max(dim=1)
-        return cls(m=shift, s=w.sum(1, dtype=torch.float64), t=(w * rel).sum(1, dtype=torch.float64),
+        return cls(m=shift, s=w.sum(1, dtype=torch.float64), t=torch.linalg.vecdot(w, rel).to(torch.float64),
                    acc=weighted_sum(w).to(torch.float64), best=shift + top.to(torch.float64),
                    arg=index.gather(1, pos[:, None]).squeeze(1))
 
@@ -87,6 +97,14 @@ class SoftmaxStats:
             t=a * (self.t + (self.m - m) * self.s) + b * (other.t + (other.m - m) * other.s),
             acc=a[:, None] * self.acc + b[:, None] * other.acc,
             best=torch.where(better, other.best, self.best), arg=torch.where(better, other.arg, self.arg))
+
+    def take(self, rows: Tensor) -> SoftmaxStats:
+        """The statistics of ``rows`` only."""
+        return SoftmaxStats(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    def put(self, rows: Tensor, part: SoftmaxStats) -> SoftmaxStats:
+        """These statistics with ``rows`` replaced by ``part``."""
+        return SoftmaxStats(*(getattr(self, f.name).index_copy(0, rows, getattr(part, f.name)) for f in fields(self)))
 
     def mean(self) -> Tensor:
         return self.acc / self.s[:, None]
@@ -107,6 +125,22 @@ def sigma64(sigma: Sigma, x: Tensor) -> Tensor:
     return sigma_per_item(sigma, x.new_empty(x.shape[0], dtype=torch.float64))
 
 
+def check_logit_range(norm: Tensor, radius: float, sigma: Tensor) -> Tensor:
+    """``(||x|| + Y)^2`` (B,) for centred query norms ``norm`` (B,), item radius ``Y = max ||x_i||`` and noise
+    levels ``sigma`` (B,), all float64. Raises a ``ValueError`` naming ``x`` unless ``(||x|| + Y)^2 / sigma^2``,
+    which bounds every logit and logit difference up to a factor 4, stays 16 times below the float64 maximum:
+    beyond, no logit can be held."""
+    limit = torch.finfo(torch.float64).max / 16
+    span = (norm + radius).square()
+    scale = span / sigma.square()  # inf (overflow, or 1/0 once sigma^2 underflows) and NaN (0/0) fail below
+    if not bool((scale < limit).all()):
+        worst = int(torch.nan_to_num(scale, nan=math.inf).argmax())
+        raise ValueError(f"x is out of float64 range for this sigma: (||x - mean|| + max||x_i - mean||)^2 / sigma^2 "
+                         f"must stay below {limit:.2g}, got ||x - mean|| = {norm[worst].item():.3g} at "
+                         f"sigma = {sigma[worst].item():.3g}")
+    return span
+
+
 @dataclass(frozen=True)
 class _Query:
     """A centred query block: float64 copy for exact work, compute-dtype copy for matmuls."""
@@ -114,8 +148,32 @@ class _Query:
     raw64: Tensor    # (B, d) float64, as given
     x64: Tensor      # (B, d) float64, centred
     xc: Tensor       # (B, d) compute dtype, centred
-    half_sq: Tensor  # (B,) float64, ||x||^2 / 2
+    norm: Tensor     # (B,) float64, ||x|| (centred)
     inv_s2: Tensor   # (B,) float64, 1 / sigma^2
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Items ``lo:hi`` after their matmul: chunk-local indices ``idx`` (B, k) of the ``k`` largest
+    compute-dtype scores ``g``, and the largest (``first``) and ``k``-th (``kth``) of those scores (B,)."""
+
+    lo: int
+    hi: int
+    idx: Tensor
+    first: Tensor
+    kth: Tensor
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """The anchor item ``a`` of every query, to which logits are relative: ``r_i = l_i - l_a``."""
+
+    index: Tensor  # (B,) item index
+    raw: Tensor    # (B, d) float64, x_a as given
+    item: Tensor   # (B, d) float64, x_a centred
+    e: Tensor      # (B, d) float64, x - x_a from the items as given
+    g: Tensor      # (B,) float64, g_a = x.x_a - ||x_a||^2 / 2 (centred)
+    log: Tensor    # (B,) float64, l_a = -||x - x_a||^2 / (2 sigma^2)
 
 
 class EmpiricalDenoiser:
@@ -148,6 +206,7 @@ class EmpiricalDenoiser:
         for sp in spans:
             c = self._exact(sp)
             self.centered[sp], self.half_sq[sp] = c, 0.5 * c.square().sum(1)
+        self.radius = math.sqrt(2 * self.half_sq.max().item())  # Y = max ||x_i|| (centred)
         self.skip_nats = 40.0 + math.log(self.n)
 
     @property
@@ -174,16 +233,17 @@ class EmpiricalDenoiser:
         """Dense posterior weights ``(B, n)`` (same logits as :meth:`posterior`, none skipped; memory ``O(B n)``)."""
         blocks = []
         for q in self._queries(x, sigma):
+            scores = [(self._matmul(q, lo, hi), lo, hi) for lo, hi in self._spans()]
+            chunks = [self._chunk(g, lo, hi) for g, lo, hi in scores]
+            a = self._anchor(q, chunks)
+            fine = torch.nonzero(self._error(q) > self.logit_tol).squeeze(1)
             logits = []
-            for lo in range(0, self.n, self.chunk_size):
-                hi = min(lo + self.chunk_size, self.n)
-                g, idx, _, exact = self._top(q, lo, hi)
-                fine = torch.nonzero(self._error(q, lo, hi) > self.logit_tol).squeeze(1)
-                rest = self._to_logits(g, q, slice(None)).to(torch.float64)
+            for (g, lo, hi), c in zip(scores, chunks):
+                rest = self._relative(g, q, a, slice(None)).to(torch.float64)
                 if fine.numel():
                     g64 = self._scores(q, fine, self._exact(slice(lo, hi)), lo, hi, precise=True)
-                    rest = rest.index_copy(0, fine, self._to_logits(g64, q, fine))
-                logits.append(rest.scatter(1, idx, exact))
+                    rest = rest.index_copy(0, fine, self._relative(g64, q, a, fine))
+                logits.append(rest.scatter(1, c.idx, self._top_logits(q, a, c)[1]))
             blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
         return torch.cat(blocks).to(x.dtype)
 
@@ -207,13 +267,20 @@ class EmpiricalDenoiser:
         s = sigma64(sigma, x)
         raw = x.reshape(x.shape[0], self.d).to(torch.float64)
         for lo in range(0, x.shape[0], self.query_block):
-            r = raw[lo:lo + self.query_block]
+            r, sig = raw[lo:lo + self.query_block], s[lo:lo + self.query_block]
             q = r - self.center.to(x.device)
-            yield _Query(r, q, q.to(x.dtype), 0.5 * q.square().sum(1), 1.0 / s[lo:lo + self.query_block].square())
+            norm, inv_s2 = q.square().sum(1).sqrt(), 1.0 / sig.square()
+            span = check_logit_range(norm, self.radius, sig)
+            room = torch.finfo(x.dtype).max / 16  # float32 matmuls only where no float32 term can overflow
+            fits = bool(((span < room) & (inv_s2 < room)).all())
+            yield _Query(r, q, q.to(x.dtype) if fits else q, norm, inv_s2)
 
-    def _exact(self, span: slice) -> Tensor:
-        """Centred items ``span`` in float64, from the items as given (one promoting subtraction)."""
-        return self.flat[span] - self.center
+    def _spans(self):
+        return ((lo, min(lo + self.chunk_size, self.n)) for lo in range(0, self.n, self.chunk_size))
+
+    def _exact(self, rows: slice | Tensor) -> Tensor:
+        """Centred items ``rows`` in float64, from the items as given (one promoting subtraction)."""
+        return self.flat[rows] - self.center
 
     def _scores(self, q: _Query, rows: Tensor | slice, items: Tensor, lo: int, hi: int, precise: bool) -> Tensor:
         """Matmul scores ``g = x.x_i - ||x_i||^2/2`` (len(rows), hi - lo) of query ``rows`` against centred
@@ -224,74 +291,91 @@ class EmpiricalDenoiser:
         dt = q.xc.dtype
         return torch.addmm(-self.half_sq[lo:hi, None].to(dt), items.to(dt), q.xc[rows].T).T
 
+    def _matmul(self, q: _Query, lo: int, hi: int) -> Tensor:
+        """Compute-dtype scores ``g`` (B, hi - lo) of items ``lo:hi`` for every query of the block."""
+        return self._scores(q, slice(None), self.centered[lo:hi], lo, hi, precise=False).contiguous()
+
+    def _chunk(self, g: Tensor, lo: int, hi: int) -> _Chunk:
+        top = g.topk(min(self.exact_top, hi - lo), dim=1)
+        return _Chunk(lo, hi, top.indices, top.values[:, 0], top.values[:, -1])
+
+    def _anchor(self, q: _Query, chunks: list[_Chunk]) -> _Anchor:
+        """Per query the item with the largest matmul score over all chunks."""
+        firsts = torch.stack([c.first for c in chunks], 1)
+        starts = torch.stack([c.idx[:, 0] + c.lo for c in chunks], 1)
+        index = starts.gather(1, firsts.argmax(1, keepdim=True)).squeeze(1)
+        raw, item = self.flat[index].to(torch.float64), self._exact(index)
+        e = q.raw64 - raw
+        return _Anchor(index, raw, item, e, g=torch.linalg.vecdot(q.x64, item) - self.half_sq[index],
+                       log=-0.5 * e.square().sum(1) * q.inv_s2)
+
     @staticmethod
-    def _to_logits(g: Tensor, q: _Query, rows: Tensor | slice, shift: Tensor | None = None) -> Tensor:
-        """Logits minus ``shift``: ``(g - ||x||^2/2) / sigma^2 - shift`` in ``g``'s dtype (one fused pass)."""
+    def _relative(g: Tensor, q: _Query, a: _Anchor, rows: Tensor | slice) -> Tensor:
+        """Logits relative to the anchor's, ``(g - g_a) / sigma^2``, in ``g``'s dtype (one fused pass)."""
         inv_s2 = q.inv_s2[rows]
-        offset = -(q.half_sq[rows] * inv_s2 + (0.0 if shift is None else shift))
-        return torch.addcmul(offset.to(g.dtype)[:, None], g, inv_s2.to(g.dtype)[:, None])
+        return torch.addcmul((-a.g[rows] * inv_s2).to(g.dtype)[:, None], g, inv_s2.to(g.dtype)[:, None])
 
-    def _top(self, q: _Query, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Compute-dtype scores ``g`` (B, hi - lo) of items ``lo:hi``, their top-k indices ``idx``, the float64
-        differences ``diff = x - x_i`` (B, k, d) to those items and their exact logits (B, k) float64."""
-        g = self._scores(q, slice(None), self.centered[lo:hi], lo, hi, precise=False).contiguous()
-        idx = g.topk(min(self.exact_top, hi - lo), dim=1).indices
-        diff = q.raw64[:, None, :] - self.flat[lo:hi][idx]
-        exact = -0.5 * torch.einsum("bkd,bkd->bk", diff, diff) * q.inv_s2[:, None]
-        return g, idx, diff, exact
+    def _top_stats(self, q: _Query, a: _Anchor, c: _Chunk) -> SoftmaxStats:
+        """Statistics of the chunk's top-k items from their exact logits."""
+        delta, r = self._top_logits(q, a, c)
+        shift = r.max(1).values
+        # sum_k w_k (x_k - center) = (sum_k w_k)(x_a - center) + sum_k w_k (x_k - x_a)
+        return SoftmaxStats.from_logits(
+            r - shift[:, None], shift,
+            lambda w: w.sum(1, keepdim=True) * a.item + torch.einsum("bk,bkd->bd", w, delta), c.idx + c.lo)
 
-    def _error(self, q: _Query, lo: int, hi: int) -> Tensor:
-        """Error radius ``E`` (B,) in nats of the compute-dtype matmul logits of items ``lo:hi``."""
-        u = torch.finfo(q.xc.dtype).eps / 2
-        y2 = 2 * self.half_sq[lo:hi].max()
-        scale = math.sqrt(self.d) * torch.sqrt(2 * q.half_sq * y2) + q.half_sq + y2 / 2
-        return self.error_margin * u * scale * q.inv_s2
+    def _top_logits(self, q: _Query, a: _Anchor, c: _Chunk) -> tuple[Tensor, Tensor]:
+        """The chunk's top-k items as float64 differences ``delta = x_i - x_a`` (B, k, d) and their exact
+        relative logits ``r_i = (e.delta_i - ||delta_i||^2 / 2) / sigma^2`` (B, k), ``e = x - x_a``."""
+        delta = self.flat[c.lo:c.hi][c.idx].to(torch.float64) - a.raw[:, None]
+        r = (torch.einsum("bd,bkd->bk", a.e, delta) - 0.5 * delta.square().sum(-1)) * q.inv_s2[:, None]
+        return delta, r
+
+    def _error(self, q: _Query) -> Tensor:
+        """Error radius ``E`` (B,) in nats of the compute-dtype relative matmul logits (``u`` of the coarser of
+        the compute dtype and the centred items' dtype)."""
+        u = max(torch.finfo(q.xc.dtype).eps, torch.finfo(self.centered.dtype).eps) / 2
+        y = self.radius
+        return self.error_margin * u * ((math.sqrt(self.d) + 2) * q.norm * y + y * y) * q.inv_s2
 
     def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
         """Two passes. 1: the exact top-k of every chunk, which fixes the maximum logit. 2: the other items,
         only for the (query, chunk) pairs whose ``k``-th logit bound is not negligible against that maximum."""
+        chunks = [self._chunk(self._matmul(q, lo, hi), lo, hi) for lo, hi in self._spans()]
+        a = self._anchor(q, chunks)
         total: SoftmaxStats | None = None
-        pending = []
-        for lo in range(0, self.n, self.chunk_size):
-            hi = min(lo + self.chunk_size, self.n)
-            g, idx, diff, exact = self._top(q, lo, hi)
-            shift = exact.max(1).values.detach()
-            # sum_k w_k (x_k - center) = (sum_k w_k) x~ - sum_k w_k (x - x_k)
-            chunk = SoftmaxStats.from_logits(
-                exact - shift[:, None], shift,
-                lambda w: w.sum(1, keepdim=True) * q.x64 - torch.einsum("bk,bkd->bd", w, diff), idx + lo)
-            total = chunk.merge(total)
-            if hi - lo > idx.shape[1]:
-                err = self._error(q, lo, hi)
-                kth = self._to_logits(g.gather(1, idx[:, -1:]).to(torch.float64), q, slice(None))[:, 0]
-                pending.append((lo, hi, idx, kth + err, err))
-            del g, diff  # free this chunk's buffers before the next one is allocated
-        for lo, hi, idx, bound, err in pending:
-            dense = bound > total.m - self.skip_nats
+        for c in chunks:
+            total = self._top_stats(q, a, c).merge(total)
+        err = self._error(q)
+        for c in chunks:
+            if c.hi - c.lo == c.idx.shape[1]:
+                continue
+            kth = (c.kth.to(torch.float64) - a.g) * q.inv_s2
+            dense = kth + err > total.m - self.skip_nats
             for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
                 rows = torch.nonzero(mask).squeeze(1)
                 if rows.numel():
-                    total = self._add_rest(total, q, rows, idx[rows], lo, hi, precise)
-        return (total.mean(), total.max_weight(), total.arg, total.entropy(), total.log_normalizer())
+                    total = self._add_rest(total, q, a, rows, c, precise)
+        return (total.mean(), total.max_weight(), total.arg, total.entropy(), a.log + total.log_normalizer())
 
-    def _add_rest(self, total: SoftmaxStats, q: _Query, rows: Tensor, idx: Tensor, lo: int, hi: int,
+    def _add_rest(self, total: SoftmaxStats, q: _Query, a: _Anchor, rows: Tensor, c: _Chunk,
                   precise: bool) -> SoftmaxStats:
-        """Add items ``lo:hi`` except the already-counted top-k ``idx`` (chunk-local) for query ``rows`` to
-        ``total`` (at its reference ``m``), in blocks of bounded size; float64 matmuls if ``precise``."""
-        s = t = acc = 0.0
+        """Merge into ``total`` the items of chunk ``c`` except its already-counted top-k, for query ``rows``, in
+        blocks of bounded size; float64 matmuls if ``precise``. A block's reference is the larger of ``total.m``
+        and its own largest logit: an item above every exact top-k logit (the matmul ranks only to within ``E``)
+        rescales the sums instead of overflowing ``exp``."""
+        part = total.take(rows)
+        idx = c.idx[rows]
         step = max(1, self.rest_block // self.d)
-        for a in range(lo, hi, step):
-            b = min(a + step, hi)
-            items = self._exact(slice(a, b)) if precise else self.centered[a:b]
-            rel = self._to_logits(self._scores(q, rows, items, a, b, precise), q, rows, total.m[rows])
-            local = idx - (a - lo)
-            inside = (local >= 0) & (local < b - a)
-            hits = torch.zeros(rel.shape, dtype=torch.int32, device=rel.device)
-            hits.scatter_add_(1, local.clamp(0, b - a - 1), inside.to(torch.int32))
-            rel = rel.masked_fill(hits > 0, -1e4)  # the exact top-k are already counted: exp(-1e4) = 0
-            w = torch.exp(rel)
-            s = s + w.sum(1, dtype=torch.float64)
-            t = t + torch.linalg.vecdot(w, rel).to(torch.float64)
-            acc = acc + (w @ items.to(w.dtype)).to(torch.float64)
-        return SoftmaxStats(total.m, total.s.index_add(0, rows, s), total.t.index_add(0, rows, t),
-                            total.acc.index_add(0, rows, acc), total.best, total.arg)
+        for lo in range(c.lo, c.hi, step):
+            hi = min(lo + step, c.hi)
+            items = self._exact(slice(lo, hi)) if precise else self.centered[lo:hi]
+            rel = self._relative(self._scores(q, rows, items, lo, hi, precise), q, a, rows)
+            local = idx - (lo - c.lo)
+            r, j = ((local >= 0) & (local < hi - lo)).nonzero(as_tuple=True)
+            rel = rel.index_put((r, local[r, j]), rel.new_tensor(-math.inf))  # the exact top-k, already counted
+            shift = torch.maximum(part.m, rel.amax(1).to(torch.float64))
+            rel = (rel - shift.to(rel.dtype)[:, None]).clamp_min(-1e4)  # exp(-1e4) = 0, and 0 * -1e4 = 0 in t
+            index = torch.arange(lo, hi, device=rel.device).expand(rows.numel(), -1)
+            part = SoftmaxStats.from_logits(rel, shift, lambda w: w @ items.to(w.dtype), index).merge(part)
+        return total.put(rows, part)

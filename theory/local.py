@@ -12,8 +12,12 @@ full patch, the equivariant denoiser commutes with circular shifts, and a patch 
 (odd sizes) gives back the empirical denoiser (local) or the empirical denoiser of all circular shifts
 (equivariant).
 
-Numerics: logits by float64 matmul on patches centred at the mean training patch (error about
-``1e-16 ||patch||^2 / sigma^2`` nats); training patches are streamed in chunks with the online
+Numerics: on patches centred at the mean training patch, the logits drop the term
+``-||P_m(x)||^2 / (2 sigma^2)`` common to all training patches at one query position, which the softmax does
+not see: ``(P_m(x).p_j - ||p_j||^2 / 2) / sigma^2`` by float64 matmul, error about
+``1e-16 ||P_m(x)|| max_j ||p_j|| / sigma^2`` nats, so far queries concentrate on the nearest patch as they
+should (docs/THEORY.md §2.1.3, note); queries whose logits float64 cannot hold raise, as in
+:func:`theory.empirical.check_logit_range`. Training patches are streamed in chunks with the online
 log-sum-exp of :class:`theory.empirical.SoftmaxStats`, so memory is ``O(B M chunk_size)`` for ``M``
 positions, whatever ``n``.
 
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from theory.denoiser import Sigma, check_batch, check_data, check_positive_int
-from theory.empirical import SoftmaxStats, sigma64
+from theory.empirical import SoftmaxStats, check_logit_range, sigma64
 
 
 def _patch_sizes(patch_size: int | tuple[int, ...], spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -72,6 +76,8 @@ class LocalPatchDenoiser:
         mean_patch = sum(extract_patches(self.items[lo:lo + self.chunk_size], self.sizes).sum(0)
                          for lo in range(0, self.n, self.chunk_size)) / self.n  # (M, P), per position
         self.center = mean_patch.mean(0, keepdim=True) if self.equivariant else mean_patch
+        self.radius = max(self._patches(lo, lo + self.chunk_size).square().sum(-1).max().item()
+                          for lo in range(0, self.n, self.chunk_size)) ** 0.5  # max ||p_j|| (centred)
 
     def _patches(self, lo: int, hi: int) -> Tensor:
         """Centred patches of items ``lo:hi``, (hi - lo, M, P)."""
@@ -87,9 +93,9 @@ class LocalPatchDenoiser:
         xi = x.to(torch.float64)
         q = extract_patches(xi[:, None] if xi.ndim == 2 else xi, self.sizes) - self.center  # (B, M, P)
         b = x.shape[0]
+        check_logit_range(q.square().sum(-1).amax(1).sqrt(), self.radius, s)
         inv_s2 = (1.0 / s.square()).repeat_interleave(self.m)  # rows are (b, m) pairs
-        half_q = 0.5 * q.square().sum(-1)  # (B, M)
-        chunks = self._equivariant_chunks(q, half_q, inv_s2) if self.equivariant else self._local_chunks(q, half_q, inv_s2)
+        chunks = self._equivariant_chunks(q, inv_s2) if self.equivariant else self._local_chunks(q, inv_s2)
         total: SoftmaxStats | None = None
         for stats in chunks:
             total = stats.merge(total)
@@ -97,26 +103,26 @@ class LocalPatchDenoiser:
         out = out.movedim(-1, 1)
         return (out[:, 0] if x.ndim == 2 else out).to(x.dtype)
 
-    def _local_chunks(self, q: Tensor, half_q: Tensor, inv_s2: Tensor):
+    def _local_chunks(self, q: Tensor, inv_s2: Tensor):
         b = q.shape[0]
         for lo in range(0, self.n, self.chunk_size):
             hi = min(lo + self.chunk_size, self.n)
             t = self._patches(lo, hi)  # (c, M, P)
             dot = torch.einsum("bmp,imp->bmi", q, t)
-            logits = (dot - half_q[..., None] - 0.5 * t.square().sum(-1).T[None]).reshape(b * self.m, hi - lo) * inv_s2[:, None]
+            logits = (dot - 0.5 * t.square().sum(-1).T[None]).reshape(b * self.m, hi - lo) * inv_s2[:, None]
             centres = self._centres(lo, hi)
             index = torch.arange(lo, hi, device=q.device).expand(b * self.m, -1)
             yield self._stats(logits, lambda w: torch.einsum("bmi,imc->bmc", w.reshape(b, self.m, -1), centres)
                               .reshape(b * self.m, -1), index)
 
-    def _equivariant_chunks(self, q: Tensor, half_q: Tensor, inv_s2: Tensor):
+    def _equivariant_chunks(self, q: Tensor, inv_s2: Tensor):
         b = q.shape[0]
         per_item = max(1, self.chunk_size // self.m)
         flat_q = q.reshape(b * self.m, -1)
         for lo in range(0, self.n, per_item):
             hi = min(lo + per_item, self.n)
             t = self._patches(lo, hi).reshape((hi - lo) * self.m, -1)
-            logits = (flat_q @ t.T - half_q.reshape(-1, 1) - 0.5 * t.square().sum(-1)[None]) * inv_s2[:, None]
+            logits = (flat_q @ t.T - 0.5 * t.square().sum(-1)[None]) * inv_s2[:, None]
             centres = self._centres(lo, hi).reshape((hi - lo) * self.m, -1)
             index = torch.arange(lo * self.m, hi * self.m, device=q.device).expand(b * self.m, -1)
             yield self._stats(logits, lambda w: w @ centres, index)

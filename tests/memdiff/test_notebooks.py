@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 import nbformat
 import pytest
@@ -18,7 +20,7 @@ print(6 * 7, os.environ.get("MEMDIFF_FAST"), os.getcwd())
 
 
 @pytest.mark.slow
-def test_execute_notebook_writes_outputs(tmp_path):
+def test_execute_notebook_writes_outputs(tmp_path, capsys):
     src = tmp_path / "nb.py"
     src.write_text(TRIVIAL)
     work = tmp_path / "work"
@@ -29,6 +31,36 @@ def test_execute_notebook_writes_outputs(tmp_path):
     assert [c.cell_type for c in nb.cells] == ["markdown", "code"]
     text = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert text.split() == ["42", "1", str(work)]
+    assert re.fullmatch(r"nb\.py \[1/1\] import os \.\.\. \d+\.\d s\n", capsys.readouterr().out)
+
+
+def test_progress_is_one_line_per_code_cell(capsys):
+    cells = [nbformat.v4.new_markdown_cell("# title"), nbformat.v4.new_code_cell("\nx = 1\ny = 2"),
+             nbformat.v4.new_code_cell("  \n"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    progress = notebooks._CellProgress("nb.py", cells)
+    for index, status in ((0, None), (1, "ok"), (2, None), (3, "error")):  # nbclient skips 0 and 2 after start
+        progress.start(cells[index], index)
+        if status:
+            progress.executed(cells[index], index, {"content": {"status": status}})
+    first, second = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"nb\.py \[1/2\] x = 1 \.\.\. \d+\.\d s", first)
+    assert re.fullmatch(r"nb\.py \[2/2\] raise ValueError\('boom'\) \.\.\. \d+\.\d s \(error\)", second)
+
+
+@pytest.mark.slow
+def test_kernels_run_in_the_out_folder(tmp_path, monkeypatch):
+    """Whatever a notebook writes lands under --out; MEMDIFF_SIM_RUNS is resolved against the starting folder."""
+    (tmp_path / "writer.py").write_text("# %%\nimport os\n"
+                                        "open('made.txt', 'w').write(os.environ['MEMDIFF_SIM_RUNS'])\n")
+    start = tmp_path / "start"
+    start.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.delenv("MEMDIFF_SIM_RUNS", raising=False)
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
+    notebooks.run(argparse.Namespace(out="out", only="writer", fast=True, timeout=60))
+    assert sorted(p.name for p in start.iterdir()) == ["out"]
+    assert sorted(p.name for p in (start / "out").iterdir()) == ["made.txt", "writer.ipynb"]
+    assert (start / "out" / "made.txt").read_text() == os.path.join(start, "runs", "sim_grid")
 
 
 @pytest.mark.slow

@@ -96,3 +96,22 @@ def test_demo_fast_writes_a_report_with_generation_tables(tmp_path, capsys):
         sweep = pd.read_csv(tmp_path / name / "switch_sweep.csv")
         assert (sweep[sweep.hybrid == "generalizer_above_memorizer_below"].copy_share == 1.0).all()
     assert "| local_patch_9 |" in text
+
+
+def _section_with(tmp_path, m_ambient):
+    from memdiff.demo import _section
+
+    rows = []
+    for s, m in zip([0.5, 1.5, 3.0, 30.0], m_ambient):
+        rows += [{"sigma": s, "denoiser": "empirical", "necessity": 0.9, "gap": 0.1, "max_weight": 0.5, "eff_items": 2.0},
+                 {"sigma": s, "denoiser": "generalizing", "necessity": 0.0}, {"sigma": s, "denoiser": "ambient", "necessity": m}]
+    pd.DataFrame(rows).to_csv(tmp_path / "diagnostics.csv", index=False)
+    lv = {"n": 10, "d": 2, "sigma_C": 1.0, "sigma_C_gaussian_fit": 1.0, "sigma_C_isotropic": 1.0, "sigma_S": 2.0,
+          "sigma_n": 1.0, "M_half_empirical": 1.2}
+    return _section("toy", tmp_path, {"noise_levels": lv, "reference": "exact"})
+
+
+def test_report_explains_negative_ambient_necessity(tmp_path):
+    text = _section_with(tmp_path, [float("nan"), -16.5, -0.2, 0.01])
+    assert "negative just above sigma_n (down to -16.5, at sigma = 1.5)" in text and "only sees the noisy copies" in text
+    assert "negative just above" not in _section_with(tmp_path, [float("nan"), 0.3, 0.1, 0.01])

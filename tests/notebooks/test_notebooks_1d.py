@@ -1,29 +1,32 @@
-"""The 1D-track notebooks execute end to end in fast mode (a tiny grid in a temporary folder)."""
+"""The 1D-track notebooks execute end to end in fast mode (a tiny grid) through ``memdiff notebooks``, and
+write nothing outside its ``--out`` folder."""
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 
+import nbformat
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+from memdiff import notebooks
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("nb1d")  # shared: the second notebook reuses the first one's cells
+def folders(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("nb1d")  # shared: the second notebook reuses the first one's cells
+    return cwd, cwd / "out"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["03_ambient_1d.py", "04_ci_sampler_1d.py"])
-def test_notebook_runs_in_fast_mode(name, workdir, monkeypatch):
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("MEMDIFF_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = jupytext.read(NOTEBOOKS / name)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(workdir)}})
-    client.execute()
+@pytest.mark.parametrize("name", ["03_ambient_1d", "04_ci_sampler_1d"])
+def test_notebook_runs_in_fast_mode_and_writes_only_under_out(name, folders, monkeypatch, capsys):
+    pytest.importorskip("jupytext")
+    pytest.importorskip("nbclient")
+    cwd, out = folders
+    monkeypatch.chdir(cwd)
+    assert notebooks.run(argparse.Namespace(out="out", only=name, fast=True, timeout=300)) == 0
+    nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert (workdir / "runs" / "notebooks" / "sim_fast" / "cells").is_dir()
+    assert [p.name for p in cwd.iterdir()] == ["out"]  # the smoke grid went under --out, not the working folder
+    assert (out / "sim_fast" / "cells").is_dir()  # MEMDIFF_NOTEBOOK_OUT is the --out folder
+    assert f"{name}.py [1/" in capsys.readouterr().out  # one progress line per cell

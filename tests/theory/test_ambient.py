@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from theory import AmbientDenoiser, EmpiricalDenoiser, GaussianDenoiser
+from theory.diagnostics import diagnose
 
 
 @pytest.mark.parametrize("sigma", [0.31, 0.5, 2.0, 40.0])
@@ -83,3 +84,20 @@ def test_bad_input():
     for call, name in bad:
         with pytest.raises(ValueError, match=name):
             call()
+
+
+def test_necessity_is_negative_and_diverges_just_above_sigma_n():
+    """What the demo report says of M_ambient (§2.4, §3.2): the ambient optimum sees only noisy copies, and
+    D = E[y | x] + (sigma_n^2 / tau^2)(E[y | x] - x) overshoots by a gain ~ 1 / (sigma - sigma_n), so its
+    training loss on the clean items exceeds the generalizer's (M < 0) and grows without bound as
+    sigma -> sigma_n+ (about 100x per 10x closer: loss ~ gain^2)."""
+    g = torch.Generator().manual_seed(3)
+    pop = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    train, test = pop.sample(50, g), pop.sample(50, g)
+    ambient = AmbientDenoiser(train + torch.randn(train.shape, generator=g, dtype=torch.float64), 1.0)
+    diag = diagnose(train, test, pop, [1.001, 1.01, 1.1], ambient=ambient, num_items=50)
+    amb = diag[diag.denoiser == "ambient"].set_index("sigma")
+    gen = diag[diag.denoiser == "generalizing"].set_index("sigma")
+    assert bool((amb.loss_train > gen.loss_train).all()) and bool((amb.necessity < 0).all())
+    assert amb.necessity.is_monotonic_increasing  # in sigma: ever more negative towards sigma_n
+    assert 30 < amb.loss_train[1.001] / amb.loss_train[1.01] < 300
