@@ -2,8 +2,9 @@
 
 Populations (``--data``): ``gmm`` (a Gaussian mixture from :mod:`sims.track1d.data`; its exact denoiser is the
 generalizing reference and the population density), ``mnist1d`` (train / held-out / pool drawn from one
-MNIST-1D generation; reference: the empirical denoiser of the disjoint pool) and ``digits`` (sklearn's
-8x8 digits; reference: the Wiener denoiser fitted to the pool, too small for an empirical reference).
+MNIST-1D generation) and ``digits`` (sklearn's 8x8 digits); for both the reference is the Wiener denoiser
+fitted to the disjoint pool, which does not memorize (``--reference pool``, the pool's empirical denoiser,
+memorizes the pool below its own collapse level: docs/THEORY.md §3.7).
 
 Writes one complete set into ``--out`` (built in a temporary sibling and swapped in, so an earlier run's
 files are replaced, never mixed with these): ``diagnostics.csv`` (tidy, :func:`theory.diagnostics.diagnose`),
@@ -113,7 +114,7 @@ class Population:
 
 def resolved_reference(cfg: TheoryConfig) -> str:
     """The reference denoiser's kind, ``auto`` resolved per dataset (module docstring)."""
-    return cfg.reference if cfg.reference != "auto" else {"gmm": "exact", "mnist1d": "pool", "digits": "wiener"}[cfg.data]
+    return cfg.reference if cfg.reference != "auto" else {"gmm": "exact", "mnist1d": "wiener", "digits": "wiener"}[cfg.data]
 
 
 def estimate_cost(cfg: TheoryConfig) -> tuple[float, float]:
