@@ -83,9 +83,8 @@ def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
         r_amb = paired_readout(net, on_device(AmbientDenoiser(split.y.to(device), split.sigma_n), device), gen,
                                split.train, test, above, num_items=cfg.readout_items, seed=run.data_seed)
         result["ambient_readout"] = r_amb.to_dict()
-    result["theory"] = _theory_diagnostics(split.train, test, pool, sigmas, EmpiricalDenoiser(split.train),
-                                           ref.denoiser, amb, cfg.readout_items, cfg.eval.num_samples,
-                                           run.data_seed)
+    result["theory"] = _theory_diagnostics(split.train, test, pool, sigmas, EmpiricalDenoiser(split.train), ref,
+                                           amb, cfg.readout_items, cfg.eval.num_samples, run.data_seed)
     features = feature_space(cfg.eval, run.dataset, run.data_path, device)
     samples = sample_model(model, tuple(split.train.shape[1:]), cfg.eval, device)
     result["evaluation"] = evaluate_samples(samples, split, features)
@@ -95,18 +94,19 @@ def paired_run(run: ImageRun, cfg: PairedConfig, device: str) -> dict[str, Any]:
     return result
 
 
-def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.ndarray, emp, gen, amb,
+def _theory_diagnostics(train: Tensor, test: Tensor, pool: Tensor, sigmas: np.ndarray, emp, ref: Reference, amb,
                         num_items: int, num_samples: int, seed: int) -> dict[str, Any]:
     """Closed forms on the training subset: ``theory.diagnostics.diagnose`` per noise level (losses,
     necessity, gap, posterior concentration of the empirical / generalizing / ambient optima), the
     collapse level (excess-entropy root with the held-out pool as population draws, ``n`` = subset size),
     the speciation level, and the copy rate of closed-form generation (``sims.generation``)."""
+    gen = ref.denoiser
     table = diagnostics.diagnose(train, test, gen, sigmas, ambient=amb, emp=emp, num_items=num_items, seed=seed)
     dens = {"empirical": emp, "generalizing": gen} | ({"ambient_switch": SwitchDenoiser(amb, emp, amb.sigma_n * 1.001)}
                                                        if amb is not None else {})
     copies = generation_table(dens, train, num_samples=num_samples, seed=seed)
     return {"table": table.to_dict(orient="list"),
-            "collapse_sigma": Reference.of(pool).sigma_c(pool, train.shape[0], seed),
+            "collapse_sigma": ref.sigma_c(pool, train.shape[0], seed),
             "speciation_sigma": diagnostics.speciation_sigma(train),
             "closed_form_generation": copies.to_dict(orient="list")}
 

@@ -103,20 +103,21 @@ def _list_of(item: Check) -> Check:
 
 
 POSITIVE = _number(lambda v: v > 0, "a finite number > 0")
+BOOL: Check = (lambda v: isinstance(v, bool), "true or false")
 # names make cell ids (``<dataset>-n<n>-<method>-s<seed>``) and file names: no '-', '/' or spaces
 NAME: Check = (lambda v: isinstance(v, str) and re.fullmatch(r"[\w.]+", v) is not None,
                "a non-empty name of letters, digits, '_' and '.'")
 RUN: dict[str, Check] = {"seeds": _list_of(_int(0)), "workers": _int(1), "threads": _int(1)}
 TRAIN: dict[str, Check] = {  # read by sims.track1d.cell (build_net, and sims.training.TrainConfig)
     "arch": _one_of("mlp", "unet"), "width": _int(1), "depth": _int(0), "channel_mult": _list_of(_int(1)),
-    "attention": (lambda v: isinstance(v, bool), "true or false"), "steps": _int(1), "batch_size": _int(1),
+    "attention": BOOL, "steps": _int(1), "batch_size": _int(1),
     "lr": POSITIVE, "lr_warmup_steps": _int(0), "ema_decay": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "grad_clip": POSITIVE}
 EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
-    "classifier_steps": _int(1), "two_net": (lambda v: isinstance(v, bool), "true or false"),
-    "equivalence_margin": (lambda v: POSITIVE[0](v), "a finite number > 0 (a fraction of the baseline's mean)")}
+    "classifier_steps": _int(1), "two_net": BOOL,
+    "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)")}
 DATASET: dict[str, Check] = {
     "name": NAME, "kind": _one_of(*DATASET_KINDS), "n": _list_of(_int(2)),
     "methods": (lambda v: v == "all" or (isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) for m in v)),
@@ -169,13 +170,13 @@ def check_config(config: Any, source: str = "config") -> None:
         except ValueError as e:
             raise ValueError(f"{source}: methods entry {m['name']!r}: {e}") from None
     datasets = _entries(config, "datasets", source)
+    sets = 2 if config["eval"].get("two_net", False) else 1  # the two-net test draws two disjoint subsets
     for d in datasets:
         where = f"{source}, dataset {d.get('name')!r}"
         _check_section(d, DATASET, where, "datasets.")
         unknown = [] if d.get("methods", "all") == "all" else sorted(set(d["methods"]) - set(names))
         if unknown:
             raise ValueError(f"{where}: datasets.methods must name configured methods, unknown: {unknown}")
-        sets = 2 if config["eval"].get("two_net", False) else 1  # the two-net test draws two disjoint subsets
         if sets * max(d["n"]) > d["source"]:
             bound = "datasets.source" + (" / 2 (eval.two_net draws two disjoint subsets)" if sets == 2 else "")
             raise ValueError(f"{where}: datasets.n must be <= {bound} = {d['source'] // sets} (the subsets are drawn "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sims import losses, noise_levels, schedules
+from sims.configs import check_keys
 
 LOSSES = ("edm", "epsilon", "ambient", "hybrid_ambient")
 NOISE_LAWS = ("edm_lognormal", "uniform_steps", "ci_t", "ci_log_sigma", "logit_normal")
@@ -83,9 +84,7 @@ def _noise_law(noise: Mapping[str, Any]):
 def build_method(spec: Mapping[str, Any], sigma_data: float = 0.5) -> Method:
     """The loss and noise-level law of ``spec`` (module docstring); ``ValueError`` names a bad key."""
     spec = canonical(spec)
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
-    if unknown:
-        raise ValueError(f"method spec has unknown key(s) {unknown}; expected some of {list(SPEC_KEYS)}")
+    check_keys(spec, SPEC_KEYS, "method spec")
     loss = spec["loss"]
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
