@@ -116,7 +116,9 @@ TRAIN: dict[str, Check] = {  # read by sims.track1d.cell (build_net, and sims.tr
 EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
-    "classifier_steps": _int(1), "two_net": BOOL,
+    "classifier_steps": _int(1),
+    "two_net": ((lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(m, str) for m in v))),
+                "true, false or a list of method names (the methods whose cells run the two-net test)"),
     "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)")}
 DATASET: dict[str, Check] = {
     "name": NAME, "kind": _one_of(*DATASET_KINDS), "n": _list_of(_int(2)),
@@ -170,7 +172,10 @@ def check_config(config: Any, source: str = "config") -> None:
         except ValueError as e:
             raise ValueError(f"{source}: methods entry {m['name']!r}: {e}") from None
     datasets = _entries(config, "datasets", source)
-    sets = 2 if config["eval"].get("two_net", False) else 1  # the two-net test draws two disjoint subsets
+    two_net = config["eval"].get("two_net", False)
+    if isinstance(two_net, list) and (unknown := sorted(set(two_net) - set(names))):
+        raise ValueError(f"{source}: eval.two_net must name configured methods, unknown: {unknown}")
+    sets = 2 if two_net else 1  # the two-net test draws two disjoint subsets
     for d in datasets:
         where = f"{source}, dataset {d.get('name')!r}"
         _check_section(d, DATASET, where, "datasets.")
@@ -185,6 +190,13 @@ def check_config(config: Any, source: str = "config") -> None:
         raise ValueError(f"{source}: datasets must have unique names, got {[d['name'] for d in datasets]!r}")
     _check_section(config["train"], TRAIN, source, "train.")
     _check_section(config["eval"], EVAL, source, "eval.")
+
+
+def runs_two_net(config: dict[str, Any], method: str) -> bool:
+    """Whether cells of ``method`` train the two-net test's second net (``eval.two_net``: true for every method,
+    or the list of methods that do)."""
+    two_net = config["eval"].get("two_net", False)
+    return method in two_net if isinstance(two_net, list) else bool(two_net)
 
 
 def _entries(config: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from sims import metrics
 from sims.artifacts import atomic_write
 from sims.corruption import corrupt
-from sims.grid import Cell
+from sims.grid import Cell, runs_two_net
 from sims.methods import build_method, family
 from sims.preconditioning import EDMPrecond
 from sims.readout import Reference, paired_readout, two_net_ratio
@@ -167,7 +167,8 @@ def sample_metrics(samples: Tensor, train: Tensor, test: Tensor, feats) -> dict[
             "wasserstein": pw["wasserstein"], "js": pw["js"], "pca_components": pw["components"],
             "wasserstein_train": pw_tr["wasserstein"], "js_train": pw_tr["js"],
             "pca_components_train": pw_tr["components"],
-            "mmd": float(metrics.mmd_rbf(samples, test)), "fd": float(metrics.frechet_distance(f_s, f_te))}
+            "mmd": float(metrics.mmd_rbf(samples, test)), "fd": float(metrics.frechet_distance(f_s, f_te)),
+            "fd_sampling_pm": metrics.frechet_bootstrap(f_s, f_te)}
 
 
 def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def run_cell(config: dict[str, Any], cell: Cell, out: Path) -> dict[str, Any]:
     t3 = time.perf_counter()
 
     two_net = None
-    if ecfg.get("two_net", False):
+    if runs_two_net(config, cell.method):
         x2, idx2 = training_subset(b.source, cell.n, cell.seed, part=1)
         ema2, loss2 = train_net(config, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data)
         v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)

@@ -58,6 +58,8 @@ def _with(path: str, value):
     ("datasets", [], r"datasets must be a non-empty list of tables"),
     ("methods.0.name", "a/b", r"methods must have unique names"),
     ("methods.1.sigma_n", ..., r"methods entry 'amb': sigma_n must be given"),
+    ("eval.two_net", "yes", r"eval\.two_net must be true, false or a list of method names"),
+    ("eval.two_net", ["edm", "ambiant"], r"eval\.two_net must name configured methods, unknown: \['ambiant'\]"),
 ])
 def test_check_config_names_the_source_and_the_dotted_key(path, value, match):
     with pytest.raises(ValueError, match=r"^grid\.toml[:,] .*" + match):
@@ -87,3 +89,13 @@ def test_run_grid_checks_the_config_before_preparing_any_data(tmp_path):
     with pytest.raises(ValueError, match=r"train\.lr must be"):
         run_grid(_with("train.lr", -1.0), tmp_path, runner=print, prepare=prepare, log=lambda _: None)
     assert not (tmp_path / "grid.json").exists()
+
+
+def test_two_net_for_a_list_of_methods_halves_the_largest_n():
+    from sims.grid import runs_two_net
+    config = _with("eval.two_net", ["amb"])
+    assert [runs_two_net(config, m) for m in ("edm", "amb")] == [False, True]
+    assert runs_two_net(_with("eval.two_net", True), "edm") and not runs_two_net(CONFIG, "edm")
+    config["datasets"][0]["n"] = [25]  # 2 x 25 > source 40: the two-net test's second subset would not fit
+    with pytest.raises(ValueError, match=r"datasets\.n must be <= datasets\.source / 2"):
+        check_config(config, "grid.toml")
