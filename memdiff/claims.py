@@ -9,16 +9,17 @@ TOST, §7.5). :func:`judge_part` finds whether a part holds, its opposite holds 
 :func:`verdict` turns the parts into one word (``reproduced``, ``contradicted``, ``partly``, ``not shown``)
 and a sentence naming each part's outcome (the rules: §7.6).
 
-- C1 memorization is necessary only at low noise: the trained net's readout ``r(sigma)`` (0: the empirical
-  optimum, 1: the generalizing reference) averaged below ``sigma_C / 2`` and above ``2 sigma_C``, beside the
-  theory's necessity ``M`` there (descriptive: no paired difference, no verdict rule).
+- C1 memorization is necessary only at low noise: per baseline cell, the train/held-out gap ``G`` and the
+  calibrated ``r`` averaged below ``sigma_C / 2`` and above ``2 sigma_C`` (beside the two-net ``V`` and the
+  theory's ``M``); judged on the per-seed contrasts between the bands (the gap larger, ``r`` smaller, below).
 - C2 ambient training lowers memorization at equal quality: ``ambient_*`` against ``edm``.
 - C4 the interval width controls the trade-off: each narrower CI interval against the widest of its form
   and reading (``ci_ddpm_low_0.4`` against ``ci_ddpm_low_0.8``).
 - C5 emphasis on later denoising steps lowers memorization and improves alignment: ``ci_ddpm_*`` against
   uniform ``ddpm`` and ``ci_edm_*`` against ``edm``.
 - C6 ``sigma_C`` predicts where the trained nets start to copy: ``copy_onset`` (where the band of ``r <= 1/2``
-  that starts at the smallest sigma ends, ``sims.readout.copy_onset``) against ``sigma_C`` (descriptive).
+  that starts at the smallest sigma ends, ``sims.readout.copy_onset``) against ``sigma_C``: judged as an
+  equivalence of ``log(copy_onset / sigma_C)`` with 0 within ``log 2`` (TOST).
 - C7 ambient + CI beats either alone: ``ambient_1.0_ci_edm_*`` against ``ambient_1.0`` and ``ci_edm_*``.
 
 For the CI claims (C4, C5, C7) the abstract's literal reading of "later denoising steps" (the last reverse
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from memdiff.results import fmt_interval
+from sims.readout import Readout, copy_onset
 from sims.stats import t_interval, tost
 
 DELTAS = ("copy_share", "nn_distance", "fd", "wasserstein", "js")
@@ -45,7 +47,10 @@ SIDES = ("lower", "higher", "equal")
 HOLDS, OPPOSITE, NOISE = "holds", "opposite holds", "within noise"
 REPRODUCED, CONTRADICTED, PARTLY, NOT_SHOWN = "reproduced", "contradicted", "partly", "not shown"
 METRIC_WORDS = {"copy_share": "copy share", "nn_distance": "nearest-item distance", "fd": "FD",
-                "wasserstein": "PCA Wasserstein", "js": "JS"}
+                "wasserstein": "PCA Wasserstein", "js": "JS",
+                "gap_contrast": "log G below sigma_C/2 minus above 2 sigma_C",
+                "r_contrast": "r above 2 sigma_C minus below sigma_C/2",
+                "log_onset_ratio": "log(copy_onset / sigma_C)"}
 
 
 # ---- verdict rules (§7.6) -------------------------------------------------------------------------------
@@ -75,25 +80,27 @@ class Judged:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim and its parts; ``parts[0]`` is the core part (the claimed effect), and is directional."""
+    """A claim and its parts; ``parts[0]`` is the core part (the claimed effect), directional unless it is the
+    only part (C6: one equivalence statement)."""
     key: str
     text: str
     parts: tuple[Part, ...]
 
     def __post_init__(self):
-        if not self.parts or self.parts[0].side == "equal":
-            raise ValueError(f"parts must start with a directional (core) part, got {self.parts!r}")
+        if not self.parts or (self.parts[0].side == "equal" and len(self.parts) > 1):
+            raise ValueError(f"parts must start with a directional (core) part, or be one equal part, got {self.parts!r}")
 
 
 def judge_part(part: Part, differences, baseline_mean: float, margin: float = DEFAULT_MARGIN,
-               alpha: float = 0.05) -> Judged:
+               alpha: float = 0.05, width: float | None = None) -> Judged:
     """Judge ``part`` on the per-seed ``differences`` (``method - baseline``; non-finite ones dropped), §7.6.
 
     Directional (``lower``): holds if the ``1 - alpha`` t-interval (§7.1) of the mean difference lies below 0,
     its opposite if it lies above 0 (mirrored for ``higher``). ``equal``: with ``m = margin x |baseline_mean|``,
     holds if TOST shows equivalence within ``(-m, m)`` at level ``alpha`` (§7.5: the ``1 - 2 alpha`` interval
     lies inside), its opposite if the ``1 - alpha`` interval lies wholly above ``m`` or wholly below ``-m``.
-    Anything else, and fewer than 2 finite differences, is within noise."""
+    ``width`` given: the equal part's margin ``m`` itself (C6's ``log 2`` on a log ratio), not a fraction of
+    the baseline. Anything else, and fewer than 2 finite differences, is within noise."""
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a finite number > 0 (a fraction of the baseline mean), got {margin!r}")
     mean, half, k = t_interval(differences, 1 - alpha)
@@ -105,13 +112,14 @@ def judge_part(part: Part, differences, baseline_mean: float, margin: float = DE
         below, above = hi < 0, lo > 0
         holds, opposite = (below, above) if part.side == "lower" else (above, below)
         return Judged(part, HOLDS if holds else OPPOSITE if opposite else NOISE, ci)
-    width = margin * abs(baseline_mean)
+    against = "" if width is not None else f" ({100 * margin:.3g}% of {baseline_mean:.3g})"
+    width = margin * abs(baseline_mean) if width is None else width
     if not (math.isfinite(width) and width > 0):
         return Judged(part, NOISE, f"{ci}; no margin (baseline mean {baseline_mean:.3g})")
     e = tost(differences, width, alpha)
     outcome = HOLDS if e.equivalent else OPPOSITE if lo > width or hi < -width else NOISE
     return Judged(part, outcome, f"{ci}, {1 - 2 * alpha:.0%} CI [{e.ci[0]:+.3g}, {e.ci[1]:+.3g}] against "
-                                 f"±{width:.3g} ({100 * margin:.3g}% of {baseline_mean:.3g}), TOST p = {e.p:.2g}")
+                                 f"±{width:.3g}{against}, TOST p = {e.p:.2g}")
 
 
 def verdict(judged: Sequence[Judged]) -> tuple[str, str]:
@@ -123,8 +131,8 @@ def verdict(judged: Sequence[Judged]) -> tuple[str, str]:
     - ``not shown``: otherwise.
 
     The sentence lists every part with its outcome and numbers."""
-    if not judged or judged[0].part.side == "equal":
-        raise ValueError("judged must start with the core part, a directional one")
+    if not judged or (judged[0].part.side == "equal" and len(judged) > 1):
+        raise ValueError("judged must start with the core part, a directional one unless it is the only part")
     if all(j.outcome == HOLDS for j in judged):
         word = REPRODUCED
     elif judged[0].outcome == OPPOSITE:
@@ -145,7 +153,15 @@ CLAIMS = {
                 (LOWER_COPY, Part("fd", "lower"), Part("wasserstein", "lower"))),
     "C7": Claim("C7", "ambient + CI beats either alone: lower memorization at equal quality",
                 (LOWER_COPY, Part("fd", "equal"))),
+    # C1 and C6 are judged per cell group (dataset, n, baseline method) on per-seed readout values, not on
+    # paired differences between methods; their parts' metrics are the columns of ``readout_bands``.
+    "C1": Claim("C1", "a trained net copies at low noise only: its train/held-out gap is larger below sigma_C / 2 "
+                "than above 2 sigma_C, and it is nearer the copier there",
+                (Part("gap_contrast", "higher"), Part("r_contrast", "higher"))),
+    "C6": Claim("C6", "sigma_C predicts where a trained net starts to copy: copy_onset within a factor of 2 of "
+                "sigma_C", (Part("log_onset_ratio", "equal"),)),
 }
+C6_FACTOR = 2.0  # C6's margin: |log(copy_onset / sigma_C)| < log 2, i.e. the onset within [sigma_C / 2, 2 sigma_C]
 
 
 def equivalence_margin(grid: Mapping | None) -> float:
@@ -189,12 +205,22 @@ def paired_table(rows: list[dict], metrics=DELTAS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paired_verdict(row: dict, claim: Claim, margin: float) -> tuple[str, str]:
+    """``claim``'s word and sentence on one ``paired`` row (§7.6)."""
+    return verdict([judge_part(p, row["diffs"][p.metric], row[p.metric + "_base"], margin) for p in claim.parts])
+
+
+def _band_verdict(g: pd.DataFrame, claim: Claim) -> tuple[str, str]:
+    """``claim`` (C1, C6) on one (dataset, n, method) group of ``readout_bands`` (§7.7)."""
+    return verdict([judge_part(p, g[p.metric].to_numpy(dtype=float), math.nan, width=math.log(C6_FACTOR))
+                    for p in claim.parts])
+
+
 def verdict_table(rows: list[dict], claim: Claim, margin: float = DEFAULT_MARGIN) -> str:
     """One line per paired row: the claim's verdict word and sentence (§7.6)."""
     lines = ["| dataset | n | method - baseline | seeds | verdict | parts |", "|---|---|---|---|---|---|"]
     for r in rows:
-        word, sentence = verdict([judge_part(p, r["diffs"][p.metric], r[p.metric + "_base"], margin)
-                                  for p in claim.parts])
+        word, sentence = _paired_verdict(r, claim, margin)
         lines.append(f"| {r['dataset']} | {r['n']} | {r['method']} - {r['baseline']} | {r['seeds']} | **{word}** | {sentence} |")
     return "\n".join(lines) + "\n"
 
@@ -251,18 +277,45 @@ def _band_mean(values: np.ndarray, band: np.ndarray) -> float:
 
 
 def readout_bands(raw: dict[str, dict], methods=("edm", "ddpm")) -> pd.DataFrame:
-    """C1: mean ``r`` and theory ``M`` below ``sigma_C / 2`` and above ``2 sigma_C``, per (dataset, n, method)."""
+    """C1 and C6, per cell of ``methods``: the band means (§7.3) below ``sigma_C / 2`` (``_low``) and above
+    ``2 sigma_C`` (``_high``) of the calibrated ``r`` (§6.1), the train/held-out gap ``G`` (§6.8; ``G_*`` its
+    geometric mean), the two-net ratio ``V`` (§6.9; NaN without the test) and the theory's ``M``; the contrasts
+    C1 judges, ``gap_contrast = log G_low - log G_high`` and ``r_contrast = r_high - r_low``; and C6's
+    ``log_onset_ratio = log(copy_onset / sigma_C)``."""
     rows = []
     for r in raw.values():
         cell = r["cell"]
         if cell["method"] not in methods or not np.isfinite(r.get("sigma_c", math.nan)):
             continue
-        s, ratio, m = (np.asarray(r["readout"][k], dtype=float) for k in ("sigma", "ratio", "necessity"))
+        ro = Readout.from_dict(r["readout"])  # fields a cell file predates read as NaN
+        s = ro.sigma
+        curves = {"r": ro.ratio, "logG": np.log(ro.heldout_ratio), "V": (r.get("two_net") or {}).get("v", s * math.nan),
+                  "M": ro.necessity}
         low, high = s <= r["sigma_c"] / 2, s >= 2 * r["sigma_c"]
-        rows.append({"dataset": cell["dataset"], "n": cell["n"], "method": cell["method"], "seed": cell["seed"],
-                     "sigma_c": r["sigma_c"], "r_low": _band_mean(ratio, low), "r_high": _band_mean(ratio, high),
-                     "M_low": _band_mean(m, low), "M_high": _band_mean(m, high)})
+        row = {"dataset": cell["dataset"], "n": cell["n"], "method": cell["method"], "seed": cell["seed"],
+               "sigma_c": r["sigma_c"]}
+        for key, curve in curves.items():
+            curve = np.asarray(curve, dtype=float)
+            row[key + "_low"], row[key + "_high"] = _band_mean(curve, low), _band_mean(curve, high)
+        onset = copy_onset(s, ro.ratio)
+        row.update(G_low=math.exp(row.pop("logG_low")), G_high=math.exp(row.pop("logG_high")),
+                   onset_over_sigma_c=onset / r["sigma_c"])
+        row.update(gap_contrast=math.log(row["G_low"]) - math.log(row["G_high"]),
+                   r_contrast=row["r_high"] - row["r_low"], log_onset_ratio=math.log(row["onset_over_sigma_c"]))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def readout_verdicts(bands: pd.DataFrame, claim: Claim) -> str:
+    """C1 or C6 per (dataset, n, method): the claim's parts judged on the per-seed values of their metric
+    (``readout_bands``) by the rules of §7.6, C6's equal part with the absolute margin ``log C6_FACTOR``."""
+    if bands.empty:
+        return "No cells for this table in this grid.\n"
+    lines = ["| dataset | n | method | seeds | verdict | parts |", "|---|---|---|---|---|---|"]
+    for (dataset, n, method), g in bands.groupby(["dataset", "n", "method"], sort=True):
+        word, sentence = _band_verdict(g, claim)
+        lines.append(f"| {dataset} | {n} | {method} | {len(g)} | **{word}** | {sentence} |")
+    return "\n".join(lines) + "\n"
 
 
 def _summary_table(df: pd.DataFrame, keys: list[str], cols: list[str]) -> str:
@@ -276,17 +329,18 @@ def _summary_table(df: pd.DataFrame, keys: list[str], cols: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parts_line(claim: Claim, margin: float) -> str:
+def _parts_line(claim: Claim, margin: float, equal_means: str | None = None) -> str:
     parts = [p.words + (" (core)" if i == 0 else "") for i, p in enumerate(claim.parts)]
     equal = any(p.side == "equal" for p in claim.parts)
-    return (f"Claim: {claim.text}. Parts: {'; '.join(parts)}"
-            + (f"; equal = TOST within ±{100 * margin:.3g}% of the baseline's mean" if equal else "") + ".\n")
+    equal_means = equal_means or f"TOST within ±{100 * margin:.3g}% of the baseline's mean"
+    return f"Claim: {claim.text}. Parts: {'; '.join(parts)}" + (f"; equal = {equal_means}" if equal else "") + ".\n"
 
 
 def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN) -> str:
     """All claim tables, for the methods present in ``df``: per judged claim (C2, C4, C5, C7) a verdict per
     paired row (§7.6, equal-quality ``margin`` a fraction of the baseline's mean) above its paired table."""
     pairs = comparisons(set(df.method))
+    bands = readout_bands(raw)
 
     def section(key: str) -> list[str]:
         return [_parts_line(CLAIMS[key], margin), *_claim_section(df, CLAIMS[key], pairs[key], margin)]
@@ -303,15 +357,23 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              "holds; else **contradicted** if its core (first) part's opposite holds; else **partly** if some "
              "directional part holds; else **not shown**.\n",
              "## C1: where the trained net copies (r = 0: empirical optimum, 1: generalizing reference)\n",
-             _summary_table(readout_bands(raw), ["dataset", "n", "method"], ["sigma_c", "r_low", "r_high", "M_low", "M_high"]),
-             "`r_low`, `M_low`: mean over readout levels sigma <= sigma_C / 2; `r_high`, `M_high`: sigma >= 2 sigma_C. "
-             "Descriptive: no verdict rule.\n",
+             _parts_line(CLAIMS["C1"], margin), readout_verdicts(bands, CLAIMS["C1"]),
+             _summary_table(bands, ["dataset", "n", "method"],
+                            ["sigma_c", "r_low", "r_high", "G_low", "G_high", "V_low", "V_high", "M_low", "M_high"]),
+             "`_low`: mean over readout levels sigma <= sigma_C / 2; `_high`: sigma >= 2 sigma_C. `r`: calibrated "
+             "ratio (NaN where the reference denoises held-out items worse than the net); `G`: held-out over "
+             "training loss (geometric mean over the band); `V`: two-net ratio (cells with `eval.two_net`); `M`: "
+             "the theory's necessity on the same training set. The verdict judges the per-seed contrasts "
+             "`log G_low - log G_high` and `r_high - r_low` (§7.6); `V` and `M` are shown, not judged (`V -> 1` "
+             "at high noise for every denoiser fitted to n items).\n",
              "## C2: ambient training against EDM\n", *section("C2"),
              "## C4: CI interval width, each narrower interval against the widest of its reading\n",
              *section("C4"),
              "## C5: CI timestep sampling against uniform steps (DDPM form) and EDM (log-sigma form)\n",
              *section("C5"),
              "## C6: copy onset against sigma_C\n",
+             _parts_line(CLAIMS["C6"], margin, f"TOST within ±log {C6_FACTOR:g} (a factor of {C6_FACTOR:g})"),
+             readout_verdicts(bands, CLAIMS["C6"]),
              _summary_table(df.assign(onset_over_sigma_c=df.copy_onset / df.sigma_c),
                             ["dataset", "n", "method"], ["sigma_c", "copy_onset", "onset_over_sigma_c", "copy_share"]),
              "`copy_onset`: where the copying band that starts at the smallest readout sigma ends, i.e. the first "
@@ -319,3 +381,33 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              "NaN where r is above 1/2 already at the smallest sigma. Descriptive: no verdict rule.\n",
              "## C7: ambient + CI against each alone\n", *section("C7")]
     return "\n".join(parts)
+
+
+WORDS = (REPRODUCED, PARTLY, CONTRADICTED, NOT_SHOWN)
+
+
+def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN) -> str:
+    """One line per claim (and, for the CI claims, per reading, the literal low-noise one first): how many of
+    its judged rows (a comparison, or a baseline for C1 and C6, at one dataset and n) got each word, naming the
+    rows. Counts only: no word is chosen for a claim as a whole; ``claims.md`` has every row's numbers."""
+    found: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
+    bands = readout_bands(raw)
+    for key in ("C1", "C6"):
+        for (dataset, n, method), g in (bands.groupby(["dataset", "n", "method"], sort=True) if len(bands) else ()):
+            found.setdefault((key, None), []).append((_band_verdict(g, CLAIMS[key])[0], f"{dataset} {n} {method}"))
+    for key, pairs in comparisons(set(df.method)).items():
+        for m, b in pairs:
+            for r in paired(df, m, b):
+                found.setdefault((key, reading(m)), []).append(
+                    (_paired_verdict(r, CLAIMS[key], margin)[0], f"{r['dataset']} {r['n']} {m} - {b}"))
+    order = ("C1", "C2", "C4", "C5", "C6", "C7")
+    lines = ["| claim | reading | rows | " + " | ".join(WORDS) + " |", "|---|---|---|" + "---|" * len(WORDS)]
+    for (key, rd) in sorted(found, key=lambda k: (order.index(k[0]), ("low", "high", None).index(k[1]))):
+        rows = found[key, rd]
+        cells = []
+        for w in WORDS:
+            names = [name for word, name in rows if word == w]
+            cells.append(f"**{len(names)}**" + (f": {', '.join(names)}" if names else ""))
+        label = {"low": "low noise (headline)", "high": "high noise", None: "-"}[rd]
+        lines.append(f"| {key} {CLAIMS[key].text.split(':')[0]} | {label} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -7,8 +7,12 @@
 - ``claims.md``: the papers' claims as paired per-seed comparisons, each with its verdict by the rules of
   docs/THEORY.md §7.6 (``memdiff.claims``; the equal-quality margin is the grid config's
   ``eval.equivalence_margin``, default 0.10 of the baseline's mean).
-- ``readout_<dataset>_n<n>.png``: r(sigma) per method (mean over seeds), memorization necessity M(sigma),
-  and the net's train/test loss per sigma beside the theory curves; sigma_C marked.
+- ``verdicts.md``: per claim (and CI reading) the count of judged rows per verdict word, naming them.
+- ``readout_<dataset>_n<n>.png``: the three readouts per sigma and method (calibrated r, train/held-out gap G,
+  two-net V), the theory's necessity M(sigma), and the nets' train/test losses beside the closed forms';
+  sigma_C marked.
+- ``cells/<cell id>.json``: every cell's result as the grid wrote it, so each interval re-computes from the
+  committed files (``memdiff figs sim --runs paper_figs/sim`` reads them back).
 Every PNG gets a provenance sidecar (``sims.artifacts.save_figure``). The set goes to ``runs/figs/sim``, or the
 committed ``paper_figs/sim`` with ``--publish``, built aside and swapped in whole (no stale figures of an
 earlier grid beside new ones).
@@ -19,13 +23,15 @@ import argparse
 import json
 import math
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from memdiff.claims import claims_markdown, equivalence_margin
+from memdiff.claims import claims_markdown, equivalence_margin, verdict_summary
 from memdiff.results import load_results, markdown_table, summarise
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 
@@ -70,40 +76,62 @@ def _err(r: pd.Series, m: str, log: bool = False):
     return [[min(pm, 0.9 * r[m])], [pm]] if log and r[m] > 0 else pm
 
 
+def _seed_mean(curves) -> np.ndarray:
+    """Mean over seeds per sigma of the finite values; NaN (a gap in the line) where no seed has one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": all seeds NaN at that level
+        return np.nanmean(np.asarray(curves, dtype=float), axis=0)
+
+
 def readout_figure(raw: dict[str, dict], dataset: str, n: int):
-    """r(sigma) per method, M(sigma), and train/test losses of nets and theory, sigma_C marked."""
+    """The three readouts per sigma (mean over seeds, one line per method): the calibrated ratio ``r`` (§6.1;
+    gaps where its reference is not trusted), the train/held-out gap ``G`` (§6.8) and the two-net ratio ``V``
+    (§6.9, methods with the test); below them the theory's ``M(sigma)`` and the losses of nets and closed forms.
+    ``sigma_C`` (§3.5, the reference's density) marked on every panel."""
     cells = [r for r in raw.values() if r["cell"]["dataset"] == dataset and r["cell"]["n"] == n]
     by_method: dict[str, list[dict]] = {}
     for r in cells:
         by_method.setdefault(r["cell"]["method"], []).append(r)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    (ax_r, ax_g, ax_v), (ax_m, ax_loss, ax_key) = axes
     for method, rs in sorted(by_method.items()):
         sig = np.asarray(rs[0]["readout"]["sigma"])
-        color = FAMILY_COLORS.get(rs[0]["family"], "gray")
-        ls = "--" if "high" in method else "-"
-        axes[0].plot(sig, np.nanmean([r["readout"]["ratio"] for r in rs], axis=0), ls, color=color, lw=1,
-                     label=method)
-        axes[2].plot(sig, np.nanmean([r["readout"]["net_train"] for r in rs], axis=0), ls, color=color, lw=0.8)
-        axes[2].plot(sig, np.nanmean([r["readout"]["net_test"] for r in rs], axis=0), ":", color=color, lw=0.8)
-    ref = cells[0]["readout"]
-    sig = np.asarray(ref["sigma"])
-    axes[1].plot(sig, np.nanmean([r["readout"]["necessity"] for r in cells], axis=0), "k-")
+        style = {"color": FAMILY_COLORS.get(rs[0]["family"], "gray"), "ls": "--" if "high" in method else "-"}
+        mean = lambda key: _seed_mean([r["readout"][key] for r in rs])  # noqa: E731
+        ax_r.plot(sig, mean("ratio"), lw=1, label=method, **style)
+        ax_g.plot(sig, mean("heldout_ratio"), lw=1, **style)
+        if v := [r["two_net"]["v"] for r in rs if r.get("two_net")]:
+            ax_v.plot(sig, _seed_mean(v), lw=1.5, **style)
+        ax_loss.plot(sig, mean("net_train"), lw=0.8, color=style["color"])
+        ax_loss.plot(sig, mean("net_test"), ":", lw=0.8, color=style["color"])
+    sig = np.asarray(cells[0]["readout"]["sigma"])
+    ax_m.plot(sig, _seed_mean([r["readout"]["necessity"] for r in cells]), "k-")
     for key, style, label in (("emp_train", "r-", "D_emp train"), ("emp_test", "r:", "D_emp test"),
-                              ("gen_train", "b-", "D_gen train"), ("gen_test", "b:", "D_gen test")):
-        axes[2].plot(sig, np.nanmean([r["readout"][key] for r in cells], axis=0), style, lw=2, alpha=0.6, label=label)
+                              ("gen_train", "b-", "reference train"), ("gen_test", "b:", "reference test")):
+        ax_loss.plot(sig, _seed_mean([r["readout"][key] for r in cells]), style, lw=2, alpha=0.6, label=label)
     sigma_c = np.nanmean([r.get("sigma_c", math.nan) for r in cells])
-    for ax, ylabel in zip(axes, ("r(σ) = E‖D_θ−D_emp‖² / E‖D_gen−D_emp‖²", "M(σ) = 1 − L_train(D_emp)/L_train(D_gen)",
-                                 "loss per coordinate (nets: – train, ⋯ test)")):
+    labels = ("r(σ) = E‖D_θ−D_emp‖² / E‖D_ref−D_emp‖² (train inputs)", "G(σ) = L_test(D_θ) / L_train(D_θ)",
+              "V(σ) = E‖D_1−D_2‖² / E‖D_emp,1−D_emp,2‖² (held-out inputs)", "theory: M(σ) = 1 − L_train(D_emp)/L_train(D_ref)",
+              "loss per coordinate (nets: – train, ⋯ test)")
+    for ax, ylabel in zip((ax_r, ax_g, ax_v, ax_m, ax_loss), labels):
         ax.set_xscale("log")
         ax.set_xlabel("σ")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=8)
         if np.isfinite(sigma_c):
             ax.axvline(sigma_c, color="gray", ls="-.", lw=1, label=f"σ_C = {sigma_c:.2g}")
-    axes[0].set_ylim(0, 2)
-    axes[2].set_yscale("log")
-    axes[0].legend(fontsize=6, ncol=2)
-    axes[2].legend(fontsize=7)
-    fig.suptitle(f"{dataset}, n = {n}: per-noise-level readout (mean over seeds)")
+    for ax in (ax_r, ax_v):
+        ax.axhline(0.5, color="gray", ls=":", lw=0.8)
+        ax.set_ylim(0, 1.6)
+    ax_g.set_yscale("log")
+    ax_g.axhline(1.0, color="gray", ls=":", lw=0.8)
+    ax_loss.set_yscale("log")
+    ax_loss.legend(fontsize=7)
+    ax_key.axis("off")
+    ax_key.legend(*ax_r.get_legend_handles_labels(), fontsize=7, ncol=2, loc="center",
+                  title="method (dashed: high-noise CI reading)")
+    ref = cells[0].get("reference", "?")
+    fig.suptitle(f"{dataset}, n = {n}: per-noise-level readouts (mean over seeds; reference: {ref}; "
+                 "r blank where the reference is not trusted)")
     fig.tight_layout()
     return fig
 
@@ -128,11 +156,20 @@ def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
                                  "data); ref_* = the same metric for held-out reals. Mean ± 95% t-interval over "
                                  "seeds.\n\n" + markdown_table(summary))]
     grid = Path(run_dir) / "grid.json"
+    (out / "cells").mkdir()
+    for f in sorted((Path(run_dir) / "cells").glob("*.json")):  # checked by load_results above
+        written.append(Path(shutil.copy2(f, out / "cells" / f.name)))
+    if grid.exists():
+        written.append(Path(shutil.copy2(grid, out / "grid.json")))
     config = {"run_dir": str(run_dir), "cells": len(df),
               "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
-    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, equivalence_margin(config["grid"]))))
+    margin = equivalence_margin(config["grid"])
+    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin)))
+    written.append(atomic_write_text(out / "verdicts.md", "Verdict counts per claim (rules: docs/THEORY.md §7.6-7.7; "
+                                     "every row's numbers: claims.md). Regenerate: `memdiff figs sim`.\n\n"
+                                     + verdict_summary(df, raw, margin)))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):

@@ -18,7 +18,7 @@ import pandas as pd
 from memdiff.sim import SMOKE_CONFIG, run_1d_grid
 from sims.grid import load_config, read_cell
 from sims.methods import canonical
-from sims.readout import copy_onset
+from sims.readout import Readout, copy_onset
 from sims.stats import t_interval  # §7.1; lives in sims.stats, imported back for callers of memdiff.results
 
 METRICS = ("copy_share", "nn_distance", "cosine_share", "fd", "wasserstein", "js", "wasserstein_train", "js_train",
@@ -39,8 +39,9 @@ def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, di
             raw[f.stem] = read_cell(f)
         except ValueError as e:
             raise ValueError(f"{e}; run `memdiff sim` again with the same arguments to re-run that cell") from None
-    for r in raw.values():  # results written before the one registry: its names
+    for r in raw.values():  # results written before the one registry: its names; before a readout field: NaN
         r["method"] = canonical(r.get("method", {}))
+        r["readout"] = Readout.from_dict(r["readout"]).to_dict()
     rows = [{**r["cell"], "family": r["family"], "sigma_c": r.get("sigma_c", math.nan), **r["metrics"],
              "copy_onset": copy_onset(r["readout"]["sigma"], r["readout"]["ratio"])} for r in raw.values()]
     return pd.DataFrame(rows), raw

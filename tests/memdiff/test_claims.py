@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memdiff.claims import (CONTRADICTED, HOLDS, NOISE, NOT_SHOWN, OPPOSITE, PARTLY, REPRODUCED, Claim, Judged, Part,
+from memdiff.claims import (CLAIMS, CONTRADICTED, HOLDS, NOISE, NOT_SHOWN, OPPOSITE, PARTLY, REPRODUCED, Claim, Judged, Part,
                             claims_markdown, comparisons, equivalence_margin, judge_part, verdict)
 
 LOWER, EQUAL = Part("copy_share", "lower"), Part("fd", "equal")
@@ -83,9 +83,11 @@ def test_rules_reject_ill_formed_claims():
     with pytest.raises(ValueError, match="side"):
         Part("fd", "better")
     with pytest.raises(ValueError, match="parts"):
-        Claim("C9", "equal quality", (EQUAL,))
+        Claim("C9", "equal quality at lower copies", (EQUAL, LOWER))
     with pytest.raises(ValueError, match="judged"):
-        verdict(judged((HOLDS, "equal")))
+        verdict(judged((HOLDS, "equal"), (HOLDS, "lower")))
+    assert verdict(judged((HOLDS, "equal")))[0] == REPRODUCED  # one equal part alone (C6) is a claim
+    assert verdict(judged((OPPOSITE, "equal")))[0] == CONTRADICTED
     with pytest.raises(ValueError, match="judged"):
         verdict([])
 
@@ -159,3 +161,48 @@ def test_the_margin_of_the_grid_config_reaches_claims_md(tmp_path):
 def test_judge_part_drops_non_finite_differences():
     a = judge_part(LOWER, np.array(BELOW + [math.nan]), BASE)
     assert a == judge_part(LOWER, BELOW, BASE)
+
+
+# --- C1 and C6: per-seed readout values of the baseline cells ------------------------------------------------
+def readout_cell(seed: int, gap_low: float, r_low: float, onset: float, sigma_c: float = 1.0) -> dict:
+    """A baseline cell whose readout copies (``G = gap_low``, ``r = r_low``) up to ``onset`` and generalizes above
+    (``G = 1``, ``r = 1``); the readout levels are dense, so ``copy_onset`` lands within a level of ``onset``."""
+    sigma = np.geomspace(0.01, 10.0, 61)
+    below = sigma < onset
+    return {"cell": {"dataset": "gmm", "n": 100, "method": "edm", "seed": seed}, "sigma_c": sigma_c,
+            "two_net": None,
+            "readout": {"sigma": sigma.tolist(), "ratio": np.where(below, r_low, 1.0).tolist(),
+                        "heldout_ratio": np.where(below, gap_low, 1.0).tolist(),
+                        "necessity": np.where(sigma < sigma_c, 1.0, 0.0).tolist()}}
+
+
+@pytest.mark.parametrize("onsets, c1_word, c6_word", [
+    ((0.9, 1.0, 1.1, 1.2, 0.95), REPRODUCED, REPRODUCED),          # copies below ~sigma_C, G >> 1 there
+    ((5.0, 6.0, 5.5, 6.5, 7.0), REPRODUCED, CONTRADICTED),         # onset 5-7 sigma_C: beyond a factor of 2
+    ((0.3, 1.8, 0.6, 1.5, 0.4), REPRODUCED, NOT_SHOWN),            # too scattered to place within a factor 2
+])
+def test_c1_and_c6_verdicts_from_synthetic_readouts(onsets, c1_word, c6_word):
+    from memdiff.claims import readout_bands, readout_verdicts
+    raw = {f"c{s}": readout_cell(s, gap_low=20.0 + s, r_low=0.1, onset=o) for s, o in enumerate(onsets)}
+    bands = readout_bands(raw)
+    assert f"**{c1_word}**" in readout_verdicts(bands, CLAIMS["C1"])
+    assert f"**{c6_word}**" in readout_verdicts(bands, CLAIMS["C6"])
+
+
+def test_c1_is_not_shown_for_a_net_that_never_copies():
+    from memdiff.claims import readout_bands, readout_verdicts
+    raw = {f"c{s}": readout_cell(s, gap_low=1.0 + 0.01 * (s - 2), r_low=1.0 + 0.01 * (s - 2), onset=0.5)
+           for s in range(5)}  # G ~ 1 and r ~ 1 in both bands: no contrast
+    text = readout_verdicts(readout_bands(raw), CLAIMS["C1"])
+    assert "**not shown**" in text and "within noise" in text
+
+
+def test_verdict_summary_counts_each_rows_word_and_puts_the_headline_reading_first():
+    from memdiff.claims import verdict_summary
+    copy = {"edm": 0.2, "ddpm": 0.2, "ambient_1.0": 0.1, "ci_ddpm_low_0.6": 0.4, "ci_ddpm_high_0.6": 0.05}
+    text = verdict_summary(grid_frame(copy, {"ambient_1.0": 30.1}), {})
+    c2 = next(line for line in text.splitlines() if line.startswith("| C2"))
+    assert "| 1 | **1**: mnist1d 100 ambient_1.0 - edm | **0** | **0** | **0** |" in c2
+    c5 = [line for line in text.splitlines() if line.startswith("| C5")]
+    assert "low noise (headline)" in c5[0] and "**1**: mnist1d 100 ci_ddpm_low_0.6 - ddpm" in c5[0]
+    assert "high noise" in c5[1] and "| **1**: mnist1d 100 ci_ddpm_high_0.6 - ddpm |" in c5[1]  # partly

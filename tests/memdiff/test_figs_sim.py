@@ -43,9 +43,14 @@ def test_figures_write_table_plots_and_sidecars(tmp_path):
             atomic_write_json(runs / "cells" / f"mnist1d-n100-{method}-s{seed}.json",
                               _fake_result("mnist1d", 100, method, fam, seed, copy + 0.01 * seed))
     written = make_all(runs, tmp_path / "figs")
-    names = sorted(p.name for p in written)
+    names = sorted(p.name for p in written if p.parent == tmp_path / "figs")
     assert names == ["claims.md", "readout_mnist1d_n100.png", "results.csv", "results.json", "results.md",
-                     "tradeoff_mnist1d_n100.png"]
+                     "tradeoff_mnist1d_n100.png", "verdicts.md"]
+    cells = sorted(p.name for p in written if p.parent.name == "cells")  # the per-cell results travel along
+    assert len(cells) == 9 and (tmp_path / "figs" / "cells" / cells[0]).read_bytes() == (runs / "cells" / cells[0]).read_bytes()
+    again = make_all(tmp_path / "figs", tmp_path / "figs2")  # the published folder re-computes every table
+    assert (tmp_path / "figs2" / "results.csv").read_text() == (tmp_path / "figs" / "results.csv").read_text()
+    assert len(again) == len(written)
     sidecar = json.loads((tmp_path / "figs" / "results.json").read_text())
     assert sidecar["seed"] == [0, 1, 2] and sidecar["config"]["cells"] == 9 and sidecar["git_revision"]
     for png in ("readout_mnist1d_n100", "tradeoff_mnist1d_n100"):
