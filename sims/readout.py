@@ -183,3 +183,19 @@ def copy_onset(sigma, ratio, threshold: float = 0.5) -> float:
         return float(s[k - 1])
     t = (threshold - r[k - 1]) / (r[k] - r[k - 1])
     return float(np.exp(np.log(s[k - 1]) + t * (np.log(s[k]) - np.log(s[k - 1]))))
+
+
+def copy_band_top(sigma, ratio, threshold: float = 0.5) -> float:
+    """The upper end of the band of ``r(sigma) <= threshold`` that holds ``r``'s minimum: the first ``sigma``
+    above the minimum at which ``r`` rises above ``threshold`` (linear in ``log sigma``; the largest ``sigma`` if
+    it never does), ``nan`` if ``r`` never falls to ``threshold``. Unlike :func:`copy_onset` it does not need
+    ``r`` to be low at the smallest ``sigma``, where every denoiser is near the identity and ``r ~ 1``."""
+    s, r = check_sigmas(sigma, "sigma"), np.asarray(ratio, dtype=float).reshape(-1)
+    if r.shape != s.shape:
+        raise ValueError(f"ratio must have sigma's shape {s.shape}, got {r.shape}")
+    order = np.argsort(s)
+    s, r = s[order], r[order]
+    if not np.any(r <= threshold):
+        return float("nan")
+    k0 = int(np.nanargmin(r))
+    return copy_onset(s[k0:], r[k0:], threshold) if k0 < s.size - 1 else float(s[-1])

@@ -155,3 +155,12 @@ def test_copy_onset_interpolates_in_log_sigma():
 def test_gap_and_two_net_reject_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(torch.randn(5, 4), torch.randn(6, 4))
+
+
+def test_copy_band_top_reads_the_band_around_the_minimum():
+    from sims.readout import copy_band_top
+    sig = [0.01, 0.1, 1.0, 10.0]
+    assert copy_band_top(sig, [1.0, 0.2, 0.2, 1.0]) == pytest.approx(10 ** 0.375)  # 0.2 -> 1.0 crosses 0.5 at 3/8
+    assert copy_band_top(sig, [1.0, 0.2, 0.3, 0.4]) == 10.0  # never rises again: the largest sigma
+    assert np.isnan(copy_band_top(sig, [1.0, 0.9, 0.8, 1.0]))  # never copies
+    assert copy_band_top(sig[::-1], [1.0, 0.2, 0.2, 1.0][::-1]) == pytest.approx(10 ** 0.375)  # any order
