@@ -124,19 +124,32 @@ def load_digits() -> tuple[Tensor, Tensor]:
     return x.reshape(-1, 1, 8, 8), labels
 
 
-def load_images(name: str, path: str | Path | None = None, split: str = "train") -> tuple[Tensor, Tensor]:
-    """Dispatch on ``name`` in ``DATASETS``; ``path`` overrides the default location (required for CIFAR-10)."""
+def load_images(name: str, path: str | Path | None = None, split: str = "train",
+                resolution: int | None = None) -> tuple[Tensor, Tensor]:
+    """Dispatch on ``name`` in ``DATASETS``; ``path`` overrides the default location (required for CIFAR-10);
+    ``resolution``, when given, is the side after average pooling (``downsample``), e.g. 14 for Fashion-MNIST."""
     if name == "fashion-mnist":
-        return load_fashion_mnist(FASHION_MNIST_DIR if path is None else path, split)
-    if name == "cifar10":
+        images, labels = load_fashion_mnist(FASHION_MNIST_DIR if path is None else path, split)
+    elif name == "cifar10":
         if path is None:
             raise ValueError("path must point to cifar-10-python.tar.gz (or its extracted folder) for cifar10")
-        return load_cifar10(path, split)
-    if name == "digits":
+        images, labels = load_cifar10(path, split)
+    elif name == "digits":
         if _split_arg(split) == "test":
             raise ValueError("split must be 'train' for digits (it has no test split; use make_split's held-out pool)")
-        return load_digits()
-    raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
+        images, labels = load_digits()
+    else:
+        raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
+    return (images if resolution is None else downsample(images, resolution)), labels
+
+
+def downsample(images: Tensor, side: int) -> Tensor:
+    """``(N, C, H, H)`` images average-pooled over ``k x k`` blocks to side ``side = H / k`` (``H`` a multiple)."""
+    h = images.shape[-1]
+    if not (isinstance(side, int) and 1 <= side <= h and h % side == 0) or images.shape[-2] != h:
+        raise ValueError(f"resolution must divide the side {h} of square images {tuple(images.shape[1:])}, "
+                         f"got {side!r}")
+    return torch.nn.functional.avg_pool2d(images, h // side) if side < h else images
 
 
 @dataclass

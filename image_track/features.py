@@ -149,12 +149,14 @@ def cached_classifier(dataset: str, train: tuple[Tensor, Tensor], test: tuple[Te
 
 
 def feature_net(dataset: str, path: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE,
-                config: ClassifierConfig = ClassifierConfig(), device: str = "cpu", progress: bool = False) -> FeatureNet:
+                config: ClassifierConfig = ClassifierConfig(), device: str = "cpu", progress: bool = False,
+                resolution: int | None = None) -> FeatureNet:
     """The cached classifier of ``dataset`` trained on its full training split and scored on its test split
-    (digits, which has no test split: a seeded 1500 / 297 split)."""
+    (digits, which has no test split: a seeded 1500 / 297 split), at ``resolution`` (``load_images``) when given."""
     if dataset == "digits":
-        s = make_split(*load_images("digits"), 1500, seed=config.seed)
+        s = make_split(*load_images("digits", resolution=resolution), 1500, seed=config.seed)
         train, test = (s.train, s.train_labels), (s.held, s.held_labels)
     else:
-        train, test = load_images(dataset, path, "train"), load_images(dataset, path, "test")
-    return cached_classifier(dataset, train, test, cache_dir, config, device, progress)
+        train, test = (load_images(dataset, path, split, resolution) for split in ("train", "test"))
+    name = dataset if resolution is None else f"{dataset}-{resolution}px"
+    return cached_classifier(name, train, test, cache_dir, config, device, progress)

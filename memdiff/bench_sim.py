@@ -2,9 +2,13 @@
 
 Each measurement is paired with a plain baseline timed in the same run, and the ratio is printed:
 
-- training: ``sims.training.train`` on ``EDMPrecond(net)`` with the EDM loss and EMA, against a bare loop
-  (Adam on ``||F(x0 + sigma z, ln sigma / 4) - x0||^2`` with the raw net: no preconditioning, no EMA, no
-  trainer bookkeeping);
+- training: ``sims.training.train`` on ``EDMPrecond(net)`` with the EDM loss, EMA and clipping, against a bare
+  loop (Adam on ``||F(x0 + sigma z, ln sigma / 4) - x0||^2`` with the raw net: no preconditioning, no EMA, no
+  clipping, no trainer bookkeeping) twice: with the trainer's Adam (``sims.training.make_adam``, fused), which
+  leaves the trainer's own overhead, and with torch's default Adam (the baseline before the trainer's Adam was
+  fused). The three are timed in turn for ``--rounds`` rounds in process CPU time (the order reverses every
+  round, so drift in the machine's load falls on all); the steps/s printed are medians over rounds and each
+  ratio is the median of the rounds' ratios;
 - sampling: ``sims.samplers.edm_heun`` on the preconditioned net, against a bare Euler loop on the raw
   net with the same number of network calls;
 - architectures: the MLP (grid default) against the 1D U-Net, same steps and batch;
@@ -17,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,22 +43,27 @@ from sims.preconditioning import EDMPrecond
 from sims.samplers import edm_heun
 from sims.schedules import karras_sigmas
 from sims.track1d.cell import build_net
-from sims.training import TrainConfig, train
+from sims.training import TrainConfig, make_adam, train
 
 
 def _net(arch: str, train_cfg: dict[str, Any], length: int) -> nn.Module:
     return build_net({**train_cfg, "arch": arch, **({"width": 16} if arch == "unet" else {})}, (length,))
 
 
-def train_rate(arch: str, steps: int, batch: int, length: int, threads: int, plain: bool) -> float:
-    """Training steps per second (after 5 warm-up steps)."""
-    torch.set_num_threads(threads)
+LOOPS = ("trainer", "plain", "plain_default_adam")  # the training loops train_ratio times
+PLAIN_ADAM = {"plain": "the trainer's Adam", "plain_default_adam": "torch's default Adam"}  # the plain loops' optimizers
+
+
+def _training(arch: str, batch: int, length: int, loop: str) -> Callable[[int], None]:
+    """A function that runs a number of training steps of a fresh ``arch`` net (seed 0) on 512 random signals, by
+    ``loop`` (``LOOPS``): ``sims.training.train`` (one call per run, its set-up included), or the plain loop with
+    the trainer's Adam (``plain``) or torch's default Adam (``plain_default_adam``)."""
     torch.manual_seed(0)
-    cfg = load_config(GRID_CONFIG)["train"]
     x0 = torch.randn(512, length)
-    net = _net(arch, cfg, length)
-    if plain:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net = _net(arch, load_config(GRID_CONFIG)["train"], length)
+    if loop != "trainer":
+        opt = make_adam(net.parameters(), 1e-3, torch.device("cpu")) if loop == "plain" \
+            else torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def step() -> None:
             idx = torch.randint(0, x0.shape[0], (batch,))
@@ -62,19 +74,54 @@ def train_rate(arch: str, steps: int, batch: int, length: int, threads: int, pla
             loss.backward()
             opt.step()
 
-        for _ in range(5):
-            step()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return steps / (time.perf_counter() - t0)
+        def run_plain(steps: int) -> None:
+            for _ in range(steps):
+                step()
+
+        return run_plain
     model = EDMPrecond(net, sigma_data=1.0)
     loss = EDMLoss(EDMLogNormal(), sigma_data=1.0)
     common = dict(batch_size=batch, lr=1e-3, ema_decay=0.999, progress=False, log_every=10**9, ckpt_every=10**9)
-    train(model, loss, x0, TrainConfig(steps=5, **common))
-    t0 = time.perf_counter()
-    train(model, loss, x0, TrainConfig(steps=steps, **common))
-    return steps / (time.perf_counter() - t0)
+
+    def run_trainer(steps: int) -> None:
+        train(model, loss, x0, TrainConfig(steps=steps, **common))
+
+    return run_trainer
+
+
+def _steps_per_s(run: Callable[[int], None], steps: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    t0 = clock()
+    run(steps)
+    return steps / (clock() - t0)
+
+
+def train_rate(arch: str, steps: int, batch: int, length: int, threads: int, plain: bool) -> float:
+    """Training steps per second (after 5 warm-up steps)."""
+    torch.set_num_threads(threads)
+    run = _training(arch, batch, length, "plain" if plain else "trainer")
+    run(5)
+    return _steps_per_s(run, steps)
+
+
+def train_ratio(arch: str, steps: int, batch: int, length: int, rounds: int) -> dict[str, Any]:
+    """The trainer against both plain loops on 1 thread, each warmed up by 5 steps, then timed for ``steps`` steps
+    in turn ``rounds`` times (the order reverses every round). Per loop of ``LOOPS``: ``<loop>_steps_per_s``, the
+    median rate; per plain loop also ``<loop>_ratios``, the rounds' ratios trainer / that loop, and
+    ``<loop>_ratio``, their median. Timed in process CPU time, which other processes on the machine do not inflate
+    (with 1 thread and nothing else running it equals wall time)."""
+    torch.set_num_threads(1)
+    runs = {loop: _training(arch, batch, length, loop) for loop in LOOPS}
+    rates: dict[str, list[float]] = {loop: [] for loop in LOOPS}
+    for run in runs.values():
+        run(5)
+    for r in range(rounds):
+        for loop in (LOOPS if r % 2 == 0 else LOOPS[::-1]):
+            rates[loop].append(_steps_per_s(runs[loop], steps, time.process_time))
+    res: dict[str, Any] = {f"{loop}_steps_per_s": statistics.median(rates[loop]) for loop in LOOPS}
+    for loop in LOOPS[1:]:
+        res[f"{loop}_ratios"] = [t / p for t, p in zip(rates["trainer"], rates[loop])]
+        res[f"{loop}_ratio"] = statistics.median(res[f"{loop}_ratios"])
+    return res
 
 
 @torch.no_grad()
@@ -152,6 +199,7 @@ def nn_benchmark(queries: int, items: int, dim: int) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="timed training steps per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating trainer / plain-loop timings per net")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--length", type=int, default=40, help="signal length (40: MNIST-1D, 140: ECG)")
     parser.add_argument("--samples", type=int, default=1000)
@@ -162,23 +210,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in ("steps", "rounds", "batch", "length", "samples", "sampler_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     default = load_config(GRID_CONFIG)["train"].get("arch", "mlp")
     other = "unet" if default == "mlp" else "mlp"
-    res: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "default_arch": default}
+    res: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "default_arch": default,
+                           "torch": torch.__version__, "load_average": os.getloadavg()}
+    print(f"memdiff bench sim: torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
     rows = []
     for arch in (default, other):
-        full = train_rate(arch, args.steps, args.batch, args.length, 1, plain=False)
-        bare = train_rate(arch, args.steps, args.batch, args.length, 1, plain=True)
+        tr = train_ratio(arch, args.steps, args.batch, args.length, args.rounds)
         s_full = sample_rate(arch, args.samples, args.sampler_steps, args.length, plain=False)
         s_bare = sample_rate(arch, args.samples, args.sampler_steps, args.length, plain=True)
-        res[arch] = {"train_steps_per_s": full, "plain_train_steps_per_s": bare,
-                     "samples_per_s": s_full, "plain_samples_per_s": s_bare}
-        rows.append(f"{arch:5s} train {full:8.1f} steps/s  plain {bare:8.1f}  ratio {full / bare:5.2f} | "
-                    f"sample {s_full:8.0f}/s  plain {s_bare:8.0f}/s  ratio {s_full / s_bare:5.2f}")
+        res[arch] = {**tr, "samples_per_s": s_full, "plain_samples_per_s": s_bare}
+        rows.append(f"{arch:5s} train  trainer {tr['trainer_steps_per_s']:8.1f} steps/s")
+        rows += [f"{'':5s}        plain loop, {adam}: {tr[f'{loop}_steps_per_s']:8.1f} steps/s, trainer / plain "
+                 f"{tr[f'{loop}_ratio']:.2f} (rounds: {' '.join(f'{x:.2f}' for x in tr[f'{loop}_ratios'])})"
+                 for loop, adam in PLAIN_ADAM.items()]
+        rows.append(f"{arch:5s} sample {s_full:8.0f}/s  plain {s_bare:8.0f}/s  ratio {s_full / s_bare:5.2f}")
     res["parallel"] = parallel_rates(default, args.steps, args.batch, args.length)
-    print(f"1 thread, batch {args.batch}, length {args.length}, {args.sampler_steps} Heun steps:")
+    print(f"1 thread, batch {args.batch}, length {args.length}, {args.sampler_steps} Heun steps; training: steps per "
+          f"CPU second, medians of {args.rounds} rounds of {args.steps} steps:")
     print("\n".join(rows))
-    print(f"default ({default}) vs {other}: training {res[default]['train_steps_per_s'] / res[other]['train_steps_per_s']:.2f}x, "
+    print(f"default ({default}) vs {other}: training {res[default]['trainer_steps_per_s'] / res[other]['trainer_steps_per_s']:.2f}x, "
           f"sampling {res[default]['samples_per_s'] / res[other]['samples_per_s']:.2f}x")
     p = res["parallel"]
     print("parallel: " + ", ".join(f"{k}: {v:.1f} steps/s" for k, v in p.items())

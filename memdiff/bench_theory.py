@@ -1,11 +1,20 @@
-"""``memdiff bench theory``: the streamed exact EmpiricalDenoiser against a float32 cdist + softmax baseline.
+"""``memdiff bench theory``: the closed-form denoisers against the matmuls they cannot do without.
 
-Reports, in one run on this machine: the float32 matmul rate (a square matmul timed here); throughput
-(queries/s) and effective GFLOP/s (``2 B n d`` per call) of both methods at several ``sigma``; the peak
-memory each needs for one call, as the growth of the peak resident set size over the
-call, in a fresh subprocess per method and ``n``, with the data and the denoiser already built; and the
-total-variation error of the posterior weights at ``sigma = 0.01`` against a float64 direct-difference
-reference, on data with near neighbours (clusters of items a few ``sigma`` apart).
+Reports, in one run on this machine:
+
+- the empirical denoiser (``theory.empirical.EmpiricalDenoiser``, exact) at several ``sigma`` and sizes,
+  against its **two GEMMs**, the float32 matmuls any softmax over the training set needs (queries x items for
+  the distances, weights x items for the mean), and against the float32 ``torch.cdist`` + softmax baseline;
+- the patch-local denoiser (``theory.local.LocalPatchDenoiser``, MNIST-1D-sized signals) against its two
+  batched GEMMs (per position, query patches x training patches and weights x centre values);
+- the peak memory of one empirical call, as the growth of the peak resident set size over the call, in a
+  fresh subprocess per method and ``n``, with the data and the denoiser already built;
+- the total-variation error of the posterior weights at ``sigma = 0.01`` against a float64 direct-difference
+  reference, on data with near neighbours (clusters of items a few ``sigma`` apart).
+
+Times are process CPU time (all threads; robust to other load on the machine, unlike wall time), the
+methods of a row timed in turn for ``--repeats`` rounds, the order reversed every round so that drift in
+the machine falls on all; a row prints medians, and each ratio is the median of the rounds' ratios.
 """
 from __future__ import annotations
 
@@ -14,48 +23,65 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from theory.empirical import EmpiricalDenoiser
+from theory.local import LocalPatchDenoiser, extract_patches
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=60000, help="training items")
-    parser.add_argument("--d", type=int, default=784, help="dimension")
+    parser.add_argument("--n", type=str, default="10000,10000", help="training items, one per size (comma-separated)")
+    parser.add_argument("--d", type=str, default="784,3072", help="dimension, one per size (comma-separated)")
     parser.add_argument("--batch", type=int, default=256, help="queries per call")
     parser.add_argument("--sigmas", type=str, default="0.01,1,30", help="comma-separated noise levels to time")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per method and sigma (best is kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds per row (medians are printed)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--chunk-size", type=int, default=16384, help="EmpiricalDenoiser chunk_size")
     parser.add_argument("--exact-top", type=int, default=8, help="EmpiricalDenoiser exact_top")
     parser.add_argument("--logit-tol", type=float, default=1e-5, help="EmpiricalDenoiser logit_tol (nats)")
+    parser.add_argument("--local-n", type=int, default=3000, help="training signals of the patch-local denoiser")
+    parser.add_argument("--local-length", type=int, default=40, help="signal length of the patch-local denoiser")
+    parser.add_argument("--patch", type=int, default=9, help="patch size of the patch-local denoiser")
     parser.add_argument("--tv-items", type=int, default=4000, help="items of the near-neighbour accuracy test")
     parser.add_argument("--tv-queries", type=int, default=64, help="queries of the near-neighbour accuracy test")
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
-    parser.add_argument("--quick", action="store_true", help="seconds-long run: n=4000, d=128, batch=64, one repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds-long run: n=4000, d=128, batch=64, local n=500, one repeat")
     parser.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _best_time(call: Callable[[], object], repeats: int) -> float:
-    call()  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def timed_rounds(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Process CPU seconds of every call, ``repeats`` rounds after a warm-up round, in turn, the order
+    reversed every round."""
+    for call in calls.values():
         call()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    for _ in range(repeats):
+        for name in order:
+            t0 = time.process_time()
+            calls[name]()
+            times[name].append(time.process_time() - t0)
+        order.reverse()
+    return times
+
+
+def median_ratio(times: dict[str, list[float]], name: str, base: str) -> float:
+    return statistics.median(a / b for a, b in zip(times[name], times[base]))
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
-    """Float32 ``size^3`` matmul rate of this machine, GFLOP/s."""
+    """Float32 ``size^3`` matmul rate of this machine, GFLOP/s (best of ``repeats``, CPU time)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size ** 3 / _best_time(lambda: a @ b, repeats) / 1e9
+    return 2 * size ** 3 / min(timed_rounds({"mm": lambda: a @ b}, repeats)["mm"]) / 1e9
 
 
 def cdist_softmax(data: Tensor, x: Tensor, sigma: float) -> Tensor:
@@ -157,59 +183,112 @@ def accuracy(data: Tensor, x: Tensor, sigma: float, opts: dict) -> dict[str, dic
     return result
 
 
+def empirical_row(n: int, d: int, batch: int, sigma: float, repeats: int, seed: int, opts: dict) -> dict:
+    """Median CPU milliseconds of the two GEMMs, the exact denoiser and cdist + softmax at one size and
+    ``sigma``, and the median ratios to the two GEMMs."""
+    data, x = _random_problem(n, d, batch, sigma, seed)
+    w = torch.softmax(torch.randn(batch, n, generator=torch.Generator().manual_seed(seed)), dim=1)
+    den = EmpiricalDenoiser(data, **opts)
+    times = timed_rounds({"two GEMMs": lambda: (x @ data.T, w @ data), "exact-stream": lambda: den(x, sigma),
+                          "cdist+softmax": lambda: cdist_softmax(data, x, sigma)}, repeats)
+    return {"n": n, "d": d, "sigma": sigma, **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
+            **{f"{k}_ratio": median_ratio(times, k, "two GEMMs") for k in ("exact-stream", "cdist+softmax")}}
+
+
+def local_row(n: int, length: int, patch: int, batch: int, sigma: float, repeats: int, seed: int) -> dict:
+    """The same for the patch-local denoiser on ``n`` random signals of ``length`` (MNIST-1D-sized), against
+    the batched GEMMs of all positions: query patches x training patches, weights x centre values."""
+    data, x = _random_problem(n, length, batch, sigma, seed)
+    den = LocalPatchDenoiser(data, patch)
+    sizes = (patch,)
+    qp = extract_patches(x[:, None], sizes).transpose(0, 1).contiguous()        # (M, B, P)
+    tp = extract_patches(data[:, None], sizes).permute(1, 2, 0).contiguous()    # (M, P, n)
+    centres = data.T[:, :, None].contiguous()                                   # (M, n, 1)
+    w = torch.softmax(torch.randn(length, batch, n, generator=torch.Generator().manual_seed(seed)), dim=2)
+    times = timed_rounds({"two GEMMs": lambda: (torch.bmm(qp, tp), torch.bmm(w, centres)),
+                          "local-patch": lambda: den(x, sigma)}, repeats)
+    return {"n": n, "length": length, "patch": patch, "sigma": sigma,
+            **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
+            "local-patch_ratio": median_ratio(times, "local-patch", "two GEMMs")}
+
+
+def _sizes(args: argparse.Namespace) -> list[tuple[int, int]]:
+    try:
+        ns, ds = ([int(v) for v in str(getattr(args, k)).split(",")] for k in ("n", "d"))
+    except ValueError:
+        raise ValueError(f"--n and --d must be comma-separated positive integers, got {args.n!r} and "
+                         f"{args.d!r}") from None
+    if len(ns) != len(ds) or min(ns + ds) < 1:
+        raise ValueError(f"--n and --d must list as many positive integers, got {args.n!r} and {args.d!r}")
+    return list(zip(ns, ds))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.quick:
-        args.n, args.d, args.batch, args.repeats, args.tv_items, args.tv_queries = 4000, 128, 64, 1, 1000, 32
-    for name in ("n", "d", "batch", "repeats", "chunk_size", "exact_top", "tv_items", "tv_queries"):
+        args.n, args.d, args.batch, args.repeats, args.tv_items, args.tv_queries, args.local_n = \
+            "4000", "128", 64, 1, 1000, 32, 500
+    sizes = _sizes(args)
+    for name in ("batch", "repeats", "threads", "chunk_size", "exact_top", "local_n", "local_length", "patch",
+                 "tv_items", "tv_queries"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     sigmas = [float(s) for s in args.sigmas.split(",")]
     if not sigmas or not all(math.isfinite(s) and s > 0 for s in sigmas):
         raise ValueError(f"--sigmas must be positive numbers, got {args.sigmas!r}")
+    torch.set_num_threads(args.threads)
     opts = {"chunk_size": args.chunk_size, "exact_top": args.exact_top, "logit_tol": args.logit_tol}
-    methods = ("exact-stream", "cdist+softmax")
-    flops = 2 * args.batch * args.n * args.d
     out: dict = {"config": {k: v for k, v in vars(args).items()}, "threads": torch.get_num_threads(),
-                 "load_average": os.getloadavg()}
-    print(f"memdiff bench theory: n={args.n} d={args.d} batch={args.batch} float32, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+                 "load_average": os.getloadavg(), "torch": torch.__version__}
+    print(f"memdiff bench theory: batch={args.batch} float32, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; process CPU time, medians of "
+          f"{args.repeats} rounds")
     mm = matmul_gflops(1024 if args.quick else 2048)
     out["matmul_gflops"] = mm
     print(f"machine float32 matmul ({1024 if args.quick else 2048}^3, best of 3): {mm:.1f} GFLOP/s\n")
 
-    print("throughput (random N(0,1) items, queries x_i + sigma z; effective GFLOP/s = 2 B n d / call)")
-    print(f"{'sigma':>8}  {'method':<14} {'queries/s':>10} {'GFLOP/s':>8} {'of matmul':>9}")
-    out["throughput"] = []
-    for sigma in sigmas:
-        data, x = _random_problem(args.n, args.d, args.batch, sigma, args.seed)
-        for name in methods:
-            method = _method(name, data, opts)
-            t = _best_time(lambda: method(x, sigma), args.repeats)
-            row = {"sigma": sigma, "method": name, "queries_per_s": args.batch / t, "gflops": flops / t / 1e9}
-            out["throughput"].append(row)
-            print(f"{sigma:>8g}  {name:<14} {row['queries_per_s']:>10.1f} {row['gflops']:>8.1f} {row['gflops'] / mm:>8.0%}")
-        del data, x
+    print("empirical denoiser (random N(0,1) items, queries x_i + sigma z) against its two float32 GEMMs")
+    print(f"{'n':>6} {'d':>5} {'sigma':>7}  {'two GEMMs':>10} {'exact':>10} {'ratio':>6} {'cdist+softmax':>14} "
+          f"{'ratio':>6}")
+    out["empirical"] = []
+    for n, d in sizes:
+        for sigma in sigmas:
+            row = empirical_row(n, d, args.batch, sigma, args.repeats, args.seed, opts)
+            out["empirical"].append(row)
+            print(f"{n:>6} {d:>5} {sigma:>7g}  {row['two GEMMs_ms']:>8.1f}ms {row['exact-stream_ms']:>8.1f}ms "
+                  f"{row['exact-stream_ratio']:>5.2f}x {row['cdist+softmax_ms']:>12.1f}ms "
+                  f"{row['cdist+softmax_ratio']:>5.2f}x")
 
+    print(f"\npatch-local denoiser ({args.local_n} random signals of length {args.local_length}, patch {args.patch}) "
+          "against its two batched float32 GEMMs")
+    print(f"{'sigma':>7}  {'two GEMMs':>10} {'local':>10} {'ratio':>6}")
+    out["local"] = []
+    for sigma in sigmas:
+        row = local_row(args.local_n, args.local_length, args.patch, args.batch, sigma, args.repeats, args.seed)
+        out["local"].append(row)
+        print(f"{sigma:>7g}  {row['two GEMMs_ms']:>8.1f}ms {row['local-patch_ms']:>8.1f}ms "
+              f"{row['local-patch_ratio']:>5.2f}x")
+
+    n, d = sizes[0]
     if not args.no_memory:
-        sizes = (max(1, args.n // 2), args.n)
-        print(f"\npeak memory of one call at sigma={sigmas[0]:g} (growth of peak RSS over the call, VmHWM reset "
-              "before it; fresh process per cell, MALLOC_MMAP_THRESHOLD_=65536; data and denoiser built before)")
-        print(f"{'method':<14} " + " ".join(f"{'n=' + str(n):>12}" for n in sizes))
+        mem_sizes = (max(1, n // 2), n)
+        print(f"\npeak memory of one call at d = {d}, sigma={sigmas[0]:g} (growth of peak RSS over the call, VmHWM "
+              "reset before it; fresh process per cell, MALLOC_MMAP_THRESHOLD_=65536; data and denoiser built before)")
+        print(f"{'method':<14} " + " ".join(f"{'n=' + str(m):>12}" for m in mem_sizes))
         out["memory_mib"] = {}
-        for name in methods:
-            mib = [_memory_in_subprocess(name, n, args.d, args.batch, sigmas[0], args.seed, opts) for n in sizes]
-            out["memory_mib"][name] = dict(zip(map(str, sizes), mib))
+        for name in ("exact-stream", "cdist+softmax"):
+            mib = [_memory_in_subprocess(name, m, d, args.batch, sigmas[0], args.seed, opts) for m in mem_sizes]
+            out["memory_mib"][name] = dict(zip(map(str, mem_sizes), mib))
             print(f"{name:<14} " + " ".join(f"{m:>8.1f} MiB" for m in mib))
 
     sigma = 0.01
-    data, x = near_neighbour_problem(args.tv_items, args.d, args.tv_queries, sigma, args.seed)
+    data, x = near_neighbour_problem(args.tv_items, d, args.tv_queries, sigma, args.seed)
     acc = accuracy(data, x, sigma, opts)
     out["accuracy"] = acc
     print(f"\nposterior accuracy at sigma={sigma} vs float64 direct differences: {args.tv_items} near-neighbour "
-          f"items (clusters of 20, ~3 sigma apart), {args.tv_queries} queries, reference entropy "
+          f"items of dimension {d} (clusters of 20, ~3 sigma apart), {args.tv_queries} queries, reference entropy "
           f"{acc['reference']['entropy_mean']:.2f} nats")
     print(f"{'method':<14} {'TV mean':>10} {'TV max':>10} {'|D err| max':>12}")
-    for name in methods:
+    for name in ("exact-stream", "cdist+softmax"):
         r = acc[name]
         print(f"{name:<14} {r['tv_mean']:>10.2e} {r['tv_max']:>10.2e} {r['mean_err_max']:>12.2e}")
     if args.json:

@@ -23,6 +23,7 @@ from sims.artifacts import check_writable
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("memdiff.demo", "the main job: theory diagnostics and closed-form generation, with a report"),
     "theory": ("memdiff.theory_run", "per-noise-level memorization diagnostics of closed-form denoisers"),
+    "advise": ("memdiff.advise", "sigma_n for ambient training and the CI intervals, from the closed forms"),
     "sim": ("memdiff.sim", "train 1D diffusion models over an experiment grid (resumable)"),
     "image": ("memdiff.image", "image-track training, evaluation and paired theory-vs-trained runs"),
     "figs theory": ("memdiff.figs_theory", "regenerate the theory figures (runs/figs; --publish: paper_figs/)"),

@@ -1,4 +1,4 @@
-"""``memdiff image {train,eval,paired,classifier}``: the image track from the command line.
+"""``memdiff image {train,eval,paired,classifier,grid}``: the image track from the command line.
 
     memdiff image classifier --dataset fashion-mnist                 # train + cache the feature CNN
     memdiff image train --n 300 --loss hybrid_ambient --sigma-n 0.2 --out runs/img/amb300
@@ -6,6 +6,7 @@
     memdiff image eval --run runs/img/amb300 --num-samples 5000
     memdiff image paired --n 300 --loss edm --out runs/img/paired300    # train if needed, then theory vs net
     torchrun --standalone --nproc_per_node=8 -m memdiff.cli image train ... # multi-GPU (DDP)
+    memdiff image grid --config configs/image_cpu.toml --out runs/image_grid --only 'digits-n100-*'  # resumable
 
 Loss and noise-level names are those of the one registry, ``sims.methods``.
 """
@@ -18,10 +19,16 @@ from pathlib import Path
 
 from image_track.evaluate import FEATURES, EvalConfig, evaluate_run
 from image_track.features import DEFAULT_CACHE, ClassifierConfig, feature_net
+from image_track.grid_cell import IMAGE_GRID, run_image_grid
 from image_track.paired import PairedConfig, paired_run
 from image_track.train import ImageRun, init_distributed, train_image_model, unet_preset
+from memdiff.sim import add_grid_arguments, grid_command
+from sims.artifacts import REPO_ROOT
+from sims.grid import load_config
 from sims.methods import LOSSES, NOISE_LAWS
 from sims.training import TrainConfig
+
+GRID_CONFIG = REPO_ROOT / "configs" / "image_cpu.toml"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -131,9 +138,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     p.add_argument("--epochs", type=int, default=ClassifierConfig.epochs)
     p.add_argument("--device", default=None)
+    p = sub.add_parser("grid", help="train and evaluate the cells of an image grid config (resumable)",
+                       formatter_class=fmt)
+    p.add_argument("--config", type=Path, default=GRID_CONFIG, help="image grid config (.toml/.json)")
+    p.add_argument("--out", type=Path, default=Path("runs/image_grid"), help="output folder")
+    add_grid_arguments(p, "digits-n100-*")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "grid":
+        return grid_command("memdiff image grid", load_config(args.config, IMAGE_GRID), args.out, args, run_image_grid)
     device = init_distributed() if args.device is None else args.device
     if args.action == "train":
         result = train_image_model(run_from_args(args, args.out, device), resume=args.resume,

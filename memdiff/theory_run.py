@@ -167,21 +167,30 @@ def load_population(cfg: TheoryConfig) -> Population:
         train = gmm.sample(cfg.n, seeded_generator(cfg.seed, 1))
         test = gmm.sample(cfg.test, seeded_generator(cfg.seed, 2))
         pool = gmm.sample(cfg.pool, seeded_generator(cfg.seed, 3)) if ref != "exact" else None
-        exact = gmm.denoiser()
+        return population(train, test, pool, ref, gmm.denoiser())
+    if cfg.data == "mnist1d":
+        x, _ = mnist1d(10 * math.ceil((cfg.n + cfg.test + cfg.pool) / 10), seed=cfg.seed)
     else:
-        if cfg.data == "mnist1d":
-            total = cfg.n + cfg.test + cfg.pool
-            x, _ = mnist1d(10 * math.ceil(total / 10), seed=cfg.seed)
-        else:
-            x, _ = digits()
-            if cfg.n + cfg.test >= x.shape[0]:
-                raise ValueError(f"n + test must leave a pool of digits (< {x.shape[0]}), got {cfg.n + cfg.test}")
-        pool_size = min(cfg.pool, x.shape[0] - cfg.n - cfg.test)
-        train, test, pool = split(x, (cfg.n, cfg.test, pool_size), seed=cfg.seed)
-        exact = None
-    wiener = GaussianDenoiser.fit(pool.double()) if ref != "exact" else None
-    gen = {"exact": exact, "pool": EmpiricalDenoiser(pool) if ref == "pool" else None, "wiener": wiener}[ref]
-    return Population(train, test, pool, gen, ref, exact if ref == "exact" else wiener)
+        x, _ = digits()
+    return population(*split_items(x, cfg.n, cfg.test, cfg.pool, cfg.seed, cfg.data), ref)
+
+
+def split_items(x: Tensor, n: int, test: int, pool: int, seed: int, name: str) -> list[Tensor]:
+    """Disjoint training, held-out and pool sets of the items of ``x`` (flattened), drawn by a seeded permutation;
+    the pool takes up to ``pool`` of the items left. ``name`` (the data's) goes into the error when ``n + test``
+    leaves no pool."""
+    if n + test >= x.shape[0]:
+        raise ValueError(f"n + test must leave a pool of {name} items (< {x.shape[0]}), got {n + test}")
+    return split(x.reshape(x.shape[0], -1), (n, test, min(pool, x.shape[0] - n - test)), seed=seed)
+
+
+def population(train: Tensor, test: Tensor, pool: Tensor | None, reference: str,
+               exact: Denoiser | None = None) -> Population:
+    """The :class:`Population` of drawn sets with its ``reference`` denoiser: ``exact`` (the population's own
+    denoiser, needed then), ``wiener`` (the Wiener fit of the pool) or ``pool`` (the pool's empirical optimum)."""
+    wiener = GaussianDenoiser.fit(pool.double()) if reference != "exact" else None
+    gen = {"exact": exact, "wiener": wiener, "pool": EmpiricalDenoiser(pool) if reference == "pool" else None}
+    return Population(train, test, pool, gen[reference], reference, exact if reference == "exact" else wiener)
 
 
 def noisy_copies(train: Tensor, sigma_n: float, seed: int) -> Tensor:

@@ -37,11 +37,11 @@ import torch
 
 from memdiff.demo import markdown
 from memdiff.sim import GRID_CONFIG
+from sims.cell import training_subset
 from sims.grid import load_config
 from sims.noise_levels import EDMLogNormal, LogitNormal, UniformSteps
 from sims.schedules import DDPMSchedule
 from sims.methods import build_method
-from sims.track1d.cell import training_subset
 from sims.track1d.data import mnist1d
 from theory.diagnostics import collapse_sigma_entropy
 

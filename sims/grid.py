@@ -19,14 +19,17 @@ Nothing lost, nothing silent:
 - Config: ``check_config`` rejects unknown keys at every level (suggesting the nearest known one), missing
   required keys and values of the wrong type or range, naming the file and the dotted key, before any work.
 
-Config layout (see ``configs/sim_grid.toml``; the checks are the tables ``RUN``, ``TRAIN``, ``EVAL``,
-``DATASET`` and ``REQUIRED`` below, the methods are checked by ``sims.methods.build_method``)::
+Config layout of the 1D track (see ``configs/sim_grid.toml``; the checks are ``RUN`` and the schema ``GRID_1D``
+of the tables ``TRAIN``, ``EVAL``, ``DATASET`` and ``REQUIRED`` below, the methods are checked by
+``sims.methods.build_method``; another track passes its own ``Schema``, e.g. ``image_track.grid_cell.IMAGE_GRID``;
+a dataset entry whose schema allows ``seeds`` runs those seeds instead of ``run.seeds``)::
 
     [run]      seeds (required), workers, threads
     [train]    every cell's training: arch, width, depth, channel_mult, attention, steps, batch_size, lr, ...
     [eval]     sampling and readout: readout_sigmas (required), num_samples, sampler, sampler_steps, ...
-    [[datasets]]  name, kind ("mnist1d" | "ecg" | "gmm"), n = [...], source, test, pool (required);
-                  methods = "all" or [...], data_seed, gmm = {...}, beats_per_recording
+    [[datasets]]  name, kind ("mnist1d" | "ecg" | "gmm" | "file"), n = [...], source, test, pool (required);
+                  methods = "all" or [...], data_seed, gmm = {...}, beats_per_recording; for kind "file": path
+                  (required) and labels (``sims.track1d.files.read_signals``)
     [[methods]]   name and a method spec of ``sims.methods`` (loss, noise = {kind = ...}, sigma_n, weighting)
 """
 from __future__ import annotations
@@ -54,7 +57,7 @@ from sims.configs import check_keys, read_config_file
 from sims.methods import SPEC_KEYS, build_method
 from sims.samplers import DETERMINISTIC
 
-DATASET_KINDS = ("mnist1d", "ecg", "gmm")
+DATASET_KINDS = ("mnist1d", "ecg", "gmm", "file")
 SECTIONS = ("run", "train", "eval", "datasets", "methods")
 TABLES = ("run", "train", "eval")  # merged key by key under ``extends``; the lists replace the base's
 CELL_SCHEMA = 1
@@ -108,7 +111,7 @@ BOOL: Check = (lambda v: isinstance(v, bool), "true or false")
 NAME: Check = (lambda v: isinstance(v, str) and re.fullmatch(r"[\w.]+", v) is not None,
                "a non-empty name of letters, digits, '_' and '.'")
 RUN: dict[str, Check] = {"seeds": _list_of(_int(0)), "workers": _int(1), "threads": _int(1)}
-TRAIN: dict[str, Check] = {  # read by sims.track1d.cell (build_net, and sims.training.TrainConfig)
+TRAIN: dict[str, Check] = {  # read by sims.track1d.cell.build_net and sims.cell.train_net (TrainConfig)
     "arch": _one_of("mlp", "unet"), "width": _int(1), "depth": _int(0), "channel_mult": _list_of(_int(1)),
     "attention": BOOL, "steps": _int(1), "batch_size": _int(1),
     "lr": POSITIVE, "lr_warmup_steps": _int(0), "ema_decay": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -126,12 +129,44 @@ DATASET: dict[str, Check] = {
                 '"all" or a non-empty list of method names'),
     "source": _int(2), "test": _int(2), "pool": _int(2), "data_seed": _int(0),
     "gmm": (lambda v: isinstance(v, dict), "a table of sims.track1d.data.gaussian_mixture arguments"),
-    "beats_per_recording": _int(1)}
+    "beats_per_recording": _int(1),
+    "path": (lambda v: isinstance(v, str) and v != "",
+             "a path to a .npy, .npz, .csv, .tsv or .ts file of signals (kind 'file'; relative to the working folder)"),
+    "labels": (lambda v: isinstance(v, str) and v != "",
+               "the name of the label column (.csv) or array (.npz) of the file (kind 'file')")}
 REQUIRED = {"run": ("seeds",), "eval": ("readout_sigmas",), "datasets": ("name", "kind", "n", "source", "test", "pool")}
 
 
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a grid config (``.toml`` or ``.json``) and check it (``check_config``), naming this file in errors.
+@dataclass(frozen=True)
+class Schema:
+    """What a track's grid config may hold besides ``[run]`` and ``[[methods]]``: the checks of its ``[train]`` and
+    ``[eval]`` keys and ``[[datasets]]`` entries, the required keys per section, and ``check(config, source)``, the
+    track's checks across keys (run last; a ``ValueError`` naming ``source`` and the dotted key)."""
+
+    train: dict[str, Check]
+    eval: dict[str, Check]
+    dataset: dict[str, Check]
+    required: dict[str, tuple[str, ...]]
+    check: Callable[[dict[str, Any], str], None] | None = None
+
+
+def _check_files(config: dict[str, Any], source: str) -> None:
+    """``datasets.path`` given for every dataset of kind ``"file"``; ``path`` and ``labels`` for no other kind."""
+    for d in config["datasets"]:
+        where = f"{source}, dataset {d['name']!r}"
+        if d["kind"] == "file" and "path" not in d:
+            raise ValueError(f"{where}: datasets.path must be given for kind 'file' ({DATASET['path'][1]})")
+        if d["kind"] != "file" and ("path" in d or "labels" in d):
+            raise ValueError(f"{where}: datasets.path and datasets.labels apply to kind 'file' only, got kind "
+                             f"{d['kind']!r}")
+
+
+GRID_1D = Schema(TRAIN, EVAL, DATASET, REQUIRED, _check_files)  # the 1D track's (sims.track1d.cell)
+
+
+def load_config(path: str | os.PathLike, schema: Schema = GRID_1D) -> dict[str, Any]:
+    """Read a grid config (``.toml`` or ``.json``) and check it against ``schema`` (``check_config``), naming this
+    file in errors.
 
     ``extends = "other.toml"`` (relative to this file) starts from that config, itself loaded and checked first:
     this file's ``[run]``, ``[train]`` and ``[eval]`` keys override the base's one by one, and its ``datasets``
@@ -142,25 +177,25 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if extends is not None:
         if not isinstance(extends, str):
             raise ValueError(f"{path}: extends must be a config file name relative to this file, got {extends!r}")
-        base = load_config(path.parent / extends)
+        base = load_config(path.parent / extends, schema)
         config = {**base, **{k: {**base[k], **v} if k in TABLES and isinstance(v, dict) else v
                              for k, v in config.items()}}
-    check_config(config, str(path))
+    check_config(config, str(path), schema)
     return config
 
 
-def check_config(config: Any, source: str = "config") -> None:
-    """Raise ``ValueError`` naming ``source`` (the file) and the dotted key when the grid is malformed: an unknown
-    key (with the nearest known one), a missing section or required key, a value of the wrong type or range, a
-    method spec ``sims.methods.build_method`` rejects, a dataset naming an unknown method or an ``n`` larger than
-    its ``source``."""
+def check_config(config: Any, source: str = "config", schema: Schema = GRID_1D) -> None:
+    """Raise ``ValueError`` naming ``source`` (the file) and the dotted key when the grid is malformed for ``schema``
+    (the track's tables; default the 1D track's): an unknown key (with the nearest known one), a missing section or
+    required key, a value of the wrong type or range, a method spec ``sims.methods.build_method`` rejects, a dataset
+    naming an unknown method or an ``n`` larger than its ``source``, or whatever ``schema.check`` rejects."""
     if not isinstance(config, dict):
         raise ValueError(f"{source}: a grid config must be a table of sections {list(SECTIONS)}")
     check_keys(config, SECTIONS, source)
     for key in SECTIONS:
         if key not in config:
             raise ValueError(f"{source}: config must have a [{key}] section")
-    _check_section(config["run"], RUN, source, "run.")
+    _check_section(config["run"], RUN, source, "run.", schema.required)
     methods = _entries(config, "methods", source)
     names = [m.get("name") for m in methods]
     if not all(NAME[0](m) for m in names) or len(set(names)) != len(names):
@@ -178,7 +213,7 @@ def check_config(config: Any, source: str = "config") -> None:
     sets = 2 if two_net else 1  # the two-net test draws two disjoint subsets
     for d in datasets:
         where = f"{source}, dataset {d.get('name')!r}"
-        _check_section(d, DATASET, where, "datasets.")
+        _check_section(d, schema.dataset, where, "datasets.", schema.required)
         unknown = [] if d.get("methods", "all") == "all" else sorted(set(d["methods"]) - set(names))
         if unknown:
             raise ValueError(f"{where}: datasets.methods must name configured methods, unknown: {unknown}")
@@ -188,8 +223,10 @@ def check_config(config: Any, source: str = "config") -> None:
                              f"from the source), got {d['n']}")
     if len({d["name"] for d in datasets}) != len(datasets):
         raise ValueError(f"{source}: datasets must have unique names, got {[d['name'] for d in datasets]!r}")
-    _check_section(config["train"], TRAIN, source, "train.")
-    _check_section(config["eval"], EVAL, source, "eval.")
+    _check_section(config["train"], schema.train, source, "train.", schema.required)
+    _check_section(config["eval"], schema.eval, source, "eval.", schema.required)
+    if schema.check is not None:
+        schema.check(config, source)
 
 
 def runs_two_net(config: dict[str, Any], method: str) -> bool:
@@ -206,8 +243,9 @@ def _entries(config: dict[str, Any], key: str, source: str) -> list[dict[str, An
     return entries
 
 
-def _check_section(section: Any, schema: dict[str, Check], source: str, where: str) -> None:
-    """Every key of ``section`` known to ``schema``, its value passing the check, the ``REQUIRED`` keys there."""
+def _check_section(section: Any, schema: dict[str, Check], source: str, where: str,
+                   required: dict[str, tuple[str, ...]]) -> None:
+    """Every key of ``section`` known to ``schema``, its value passing the check, the ``required`` keys there."""
     if not isinstance(section, dict):
         raise ValueError(f"{source}: {where.rstrip('.')} must be a table, got {section!r}")
     check_keys(section, schema, source, where)
@@ -215,17 +253,19 @@ def _check_section(section: Any, schema: dict[str, Check], source: str, where: s
         ok, what = schema[key]
         if not ok(value):
             raise ValueError(f"{source}: {where}{key} must be {what}, got {value!r}")
-    for key in REQUIRED.get(where.rstrip("."), ()):
+    for key in required.get(where.rstrip("."), ()):
         if key not in section:
             raise ValueError(f"{source}: {where}{key} must be given ({schema[key][1]})")
 
 
 def expand_grid(config: dict[str, Any], only: str | None = None) -> list[Cell]:
-    """All cells, seed-major (a killed grid leaves whole seeds done), filtered by the glob ``only``."""
+    """All cells, seed-major (a killed grid leaves whole seeds done), filtered by the glob ``only``; a dataset entry
+    with ``seeds`` runs those instead of ``run.seeds``."""
     methods = [m["name"] for m in config["methods"]]
+    seeds = {d["name"]: d.get("seeds", config["run"]["seeds"]) for d in config["datasets"]}
     cells = [Cell(d["name"], n, m, seed)
-             for seed in config["run"]["seeds"]
-             for d in config["datasets"]
+             for seed in dict.fromkeys(s for d in config["datasets"] for s in seeds[d["name"]])
+             for d in config["datasets"] if seed in seeds[d["name"]]
              for n in d["n"]
              for m in (methods if d.get("methods", "all") == "all" else d["methods"])]
     return [c for c in cells if only is None or fnmatch(c.id, only)]
@@ -358,17 +398,19 @@ def _run_pool(runner: Callable[..., dict[str, Any]], config: dict[str, Any], tod
 
 def run_grid(config: dict[str, Any], out: str | os.PathLike, runner: Callable[..., dict[str, Any]], *,
              prepare: Callable[[dict[str, Any], Path], None] | None = None, workers: int = 1, threads: int = 1,
-             only: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Check ``config``, then run every cell without a valid result file; returns ``{"done", "skipped", "wall_s"}``.
+             only: str | None = None, log: Callable[[str], None] = print, schema: Schema = GRID_1D) -> dict[str, Any]:
+    """Check ``config`` against ``schema`` (the track's, default the 1D track's), then run every cell without a valid
+    result file; returns ``{"done", "skipped", "wall_s"}``.
 
     ``runner(config, cell, out) -> dict`` does one cell and returns a JSON-ready dict (a module-level function, so
     that worker processes can import it); ``prepare(config, out)``, when given, makes the shared inputs (data
-    pools, feature classifiers) once before any worker starts. SIGINT or SIGTERM raise ``GridInterrupted``
-    (module docstring).
+    pools, feature classifiers) once before any worker starts, of the datasets that have cells to run: it gets
+    ``config`` with its ``datasets`` list narrowed to those (nothing else changed) and is not called when no cell
+    is pending. SIGINT or SIGTERM raise ``GridInterrupted`` (module docstring).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be >= 1, got {workers}, {threads}")
-    check_config(config)
+    check_config(config, schema=schema)
     out = Path(out)
     cells = expand_grid(config, only)
     todo = pending(out, cells, log)
@@ -384,8 +426,9 @@ def run_grid(config: dict[str, Any], out: str | os.PathLike, runner: Callable[..
     t0 = time.perf_counter()
     with _signals_interrupt():
         try:
-            if prepare is not None:
-                prepare(config, out)
+            if prepare is not None and todo:
+                needed = {c.dataset for c in todo}
+                prepare({**config, "datasets": [d for d in config["datasets"] if d["name"] in needed]}, out)
             if workers == 1:
                 torch.set_num_threads(threads)
                 for c in todo:

@@ -1,11 +1,16 @@
 """One device-agnostic trainer for every track: Adam + EMA, atomic checkpoints, exact resume, JSONL log, DDP, bf16.
 
 Every random draw is a pure function of ``(seed, step, chunk)``: the data order (an epoch-wise permutation
-seeded by ``(seed, epoch)``), the x-flips, the loss's noise levels and noise (a ``torch.Generator`` per
-chunk) and dropout (the global RNG reseeded per chunk). A chunk is ``micro_batch`` consecutive items of the
-global batch, so a resumed run, a one-process run and a W-process DDP run with the same ``micro_batch``
-all see the same numbers. Gradients are the global per-sample mean: each chunk's loss sum is divided by the
-global batch size (times W, because DDP averages gradients over ranks).
+seeded by ``(seed, epoch)``, drawn ``ORDER_BLOCK`` steps at a time), the x-flips, the loss's noise levels and
+noise (one ``torch.Generator`` per run, reseeded per chunk) and dropout (the global RNG of the device reseeded
+per chunk). A chunk is ``micro_batch`` consecutive items of the global batch, so a resumed run, a one-process
+run and a W-process DDP run with the same ``micro_batch`` all see the same numbers. Gradients are the global
+per-sample mean: each chunk's loss sum is divided by the global batch size (times W, because DDP averages
+gradients over ranks).
+
+No step reads a value back from the device except log steps (the loss and gradient norm) and checkpoints; the
+batch indices go to the device once per ``ORDER_BLOCK`` steps. Adam is torch's fused kernel on CPU and CUDA
+(``make_adam``); clipping and the EMA are one foreach call each over parameter lists built once.
 
 GPU: ``device="cuda"``, ``bf16=True`` (autocast of forward and loss; weights, Adam and EMA stay float32),
 ``compile=True`` (``torch.compile`` of the DDP-wrapped model). Multi-GPU: launch with ``torchrun``; when
@@ -22,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -30,13 +35,15 @@ from torch import Tensor, nn
 
 from sims.artifacts import atomic_write, atomic_write_text
 from theory.denoiser import check_finite
-from theory.seeding import derive_seed
+from theory.seeding import derive_seed, seeded_generator
 
 LossFn = Callable[..., Tensor]  # loss(denoiser, x0, y=None, generator=None) -> (B,) per-sample losses
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("model", "ema", "optimizer", "rng", "step", "data")  # what _save writes (and "config")
 LOG = "log.jsonl"
 _PERM, _FLIP, _DROPOUT, _LOSS = 1, 2, 3, 4  # domain tags that keep the derived seeds of each use apart
+ORDER_BLOCK = 64  # steps whose batch indices are drawn at once
+FUSED_ADAM_DEVICES = ("cpu", "cuda")  # where torch.optim.Adam(fused=True) runs
 
 
 @dataclass
@@ -99,14 +106,22 @@ class TrainResult:
 def batch_indices(n: int, seed: int, step: int, batch_size: int) -> Tensor:
     """Indices of step ``step``'s global batch: positions ``step*B .. step*B+B-1`` of the stream of
     epoch-wise permutations of ``range(n)``, epoch ``e`` permuted by a generator seeded from ``(seed, e)``."""
-    pos = torch.arange(step * batch_size, (step + 1) * batch_size)
-    epochs, offsets = pos // n, pos % n
-    out = torch.empty(batch_size, dtype=torch.long)
-    for e in torch.unique(epochs).tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(_PERM, seed, e)))
-        mask = epochs == e
-        out[mask] = perm[offsets[mask]]
-    return out
+    return batch_index_block(n, seed, step, 1, batch_size)[0]
+
+
+def batch_index_block(n: int, seed: int, start: int, steps: int, batch_size: int) -> Tensor:
+    """``(steps, B)``: row ``i`` is ``batch_indices(n, seed, start + i, B)``, each epoch's permutation drawn once."""
+    first, stop = start * batch_size, (start + steps) * batch_size
+    e0 = first // n
+    stream = torch.cat([torch.randperm(n, generator=seeded_generator(_PERM, seed, e))
+                        for e in range(e0, (stop - 1) // n + 1)])
+    return stream[first - e0 * n:stop - e0 * n].view(steps, batch_size)
+
+
+def make_adam(params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Adam:
+    """The trainer's optimizer: ``torch.optim.Adam`` with its fused kernel on CPU and CUDA (the same update as
+    the default per-tensor loop up to float rounding, several times faster), torch's default elsewhere."""
+    return torch.optim.Adam(params, lr=lr, fused=True if device.type in FUSED_ADAM_DEVICES else None)
 
 
 def ema_beta(config: TrainConfig, step: int) -> float:
@@ -209,7 +224,7 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
 
     model = model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = make_adam(model.parameters(), config.lr, device)
     start = 0
     if resume and (out / CHECKPOINT).exists():
         ckpt = load_checkpoint(out, model, ema, map_location=device)
@@ -240,26 +255,36 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
         bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
 
     model.train()
+    params, ema_update = list(model.parameters()), _EMA(ema, model)
+    chunks = range(rank * per_rank, (rank + 1) * per_rank)
+    gen = torch.Generator(device=device)  # the loss's generator, reseeded per chunk
     logged = start
     for step in range(start, config.steps):
+        if (step - start) % ORDER_BLOCK == 0:
+            order = batch_index_block(x0.shape[0], config.seed, step, min(ORDER_BLOCK, config.steps - step),
+                                      config.batch_size).to(device)
         for group in opt.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else config.lr
         opt.zero_grad(set_to_none=True)
-        loss_sum = _accumulate(wrapped, ddp, loss, x0_dev, y_dev, config, step, range(rank * per_rank, (rank + 1) * per_rank),
-                               micro, 1.0 / (config.batch_size // world))  # DDP averages over ranks -> global mean
-        grad_norm = _clip(model, config.grad_clip)
-        opt.step()
-        _ema_update(ema, model, ema_beta(config, step))
-
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        log_now = done % config.log_every == 0 or done == config.steps
+        loss_sum = _accumulate(wrapped, ddp, loss, x0_dev, y_dev, config, step, order[(step - start) % ORDER_BLOCK],
+                               gen, chunks, micro, 1.0 / (config.batch_size // world),  # DDP averages over ranks
+                               log_now)
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = _clip(grads, config.grad_clip) if config.grad_clip is not None else None
+        opt.step()
+        ema_update(ema_beta(config, step))
+
+        if log_now:
             if world > 1:
                 dist.all_reduce(loss_sum)
             last_loss = loss_sum.item() / config.batch_size
             if not math.isfinite(last_loss):
                 raise FloatingPointError(f"training loss is {last_loss} at step {done}: lower lr or enable grad_clip")
             now = time.perf_counter()
-            rec = {"step": done, "loss": last_loss, "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"],
+            norm = grad_norm if grad_norm is not None else _grad_norm(grads)  # the gradients opt.step left as they were
+            rec = {"step": done, "loss": last_loss, "grad_norm": float(norm), "lr": opt.param_groups[0]["lr"],
                    "ema_beta": ema_beta(config, step), "sec_per_step": (now - t_last) / (done - logged),
                    "images_per_s": (done - logged) * config.batch_size / max(now - t_last, 1e-9)}
             t_last, logged = now, done
@@ -282,26 +307,39 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
 
 
 def _accumulate(wrapped: nn.Module, ddp: nn.Module | None, loss: LossFn, x0: Tensor, y: Tensor | None,
-                config: TrainConfig, step: int, chunks: range, micro: int, scale: float) -> Tensor:
+                config: TrainConfig, step: int, idx: Tensor, gen: torch.Generator, chunks: range, micro: int,
+                scale: float, want_loss: bool) -> Tensor | None:
     """Backpropagate ``scale * sum of per-sample losses`` over this rank's chunks of step ``step``'s global
-    batch (DDP syncs on the last chunk only); return the float64 loss sum. Randomness is keyed by
-    ``(seed, step, chunk)``: batch order and flips, dropout (global RNG) and the loss's ``generator``."""
+    batch ``idx`` (on the device; DDP syncs on the last chunk only); return the float64 loss sum when ``want_loss``, else
+    None. Randomness is keyed by ``(seed, step, chunk)``: flips, dropout (the device's global RNG) and the
+    loss's generator ``gen``."""
     device = x0.device
-    idx = batch_indices(x0.shape[0], config.seed, step, config.batch_size)
-    flips = torch.rand(config.batch_size, generator=torch.Generator().manual_seed(derive_seed(_FLIP, config.seed, step))) < 0.5
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    flips = torch.rand(config.batch_size, generator=seeded_generator(_FLIP, config.seed, step)) < 0.5 \
+        if config.xflip else None
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64) if want_loss else None
     for c in chunks:
         sel = slice(c * micro, (c + 1) * micro)
-        xb, yb = _augment(x0, y, idx[sel].to(device), flips[sel].to(device) if config.xflip else None)
-        torch.manual_seed(derive_seed(_DROPOUT, config.seed, step, c))
-        gen = torch.Generator(device=device).manual_seed(derive_seed(_LOSS, config.seed, step, c))
+        xb, yb = _augment(x0, y, idx[sel], flips[sel].to(device) if flips is not None else None)
+        _seed_global(device, derive_seed(_DROPOUT, config.seed, step, c))
+        gen.manual_seed(derive_seed(_LOSS, config.seed, step, c))
         with ddp.no_sync() if ddp is not None and c != chunks[-1] else contextlib.nullcontext():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext():
                 per_sample = loss(wrapped, xb, y=yb, generator=gen)
             per_sample = per_sample.float()
             (per_sample.sum() * scale).backward()
-        loss_sum += per_sample.detach().double().sum()
+        if loss_sum is not None:
+            loss_sum += per_sample.detach().double().sum()
     return loss_sum
+
+
+def _seed_global(device: torch.device, seed: int) -> None:
+    """Seed the global RNG that dropout on ``device`` draws from. On CPU that is the CPU generator alone
+    (``torch.manual_seed`` seeds it too, and every accelerator, at many times the cost); elsewhere
+    ``torch.manual_seed``."""
+    if device.type == "cpu":
+        torch.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
 
 
 def _augment(x0: Tensor, y: Tensor | None, idx: Tensor, flips: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -327,22 +365,36 @@ def _check_replicas(model: nn.Module) -> None:
         raise RuntimeError("DDP replicas diverged: some rank's weights differ from rank 0's")
 
 
-def _clip(model: nn.Module, max_norm: float | None) -> Tensor:
-    """Clip the global gradient norm to ``max_norm`` (when set); return the norm before clipping (no sync)."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    if not params:
+def _grad_norm(grads: list[Tensor]) -> Tensor:
+    """The global 2-norm of ``grads`` (the 2-norm of the per-tensor 2-norms), without a host sync."""
+    if not grads:
         return torch.zeros(())
-    if max_norm is None:
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-    return nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """``ema <- beta * ema + (1 - beta) * model`` for parameters; buffers are copied."""
-    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - beta)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
+def _clip(grads: list[Tensor], max_norm: float) -> Tensor:
+    """Scale ``grads`` in place by ``min(1, max_norm / (norm + 1e-6))`` and return the norm before clipping:
+    ``nn.utils.clip_grad_norm_``'s update, as one foreach norm and one foreach multiply (no host sync)."""
+    norm = _grad_norm(grads)
+    if grads:
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
+class _EMA:
+    """``ema <- beta * ema + (1 - beta) * model`` for parameters (one foreach lerp); buffers are copied. The
+    tensor lists are built once: both modules must keep their parameters and buffers as tensors updated in
+    place (as optimizers, ``load_state_dict`` and batch norm do)."""
+
+    def __init__(self, ema: nn.Module, model: nn.Module) -> None:
+        self.ema, self.model = list(ema.parameters()), [p.detach() for p in model.parameters()]
+        self.buffers = list(zip(ema.buffers(), model.buffers()))
+
+    @torch.no_grad()
+    def __call__(self, beta: float) -> None:
+        torch._foreach_lerp_(self.ema, self.model, 1.0 - beta)
+        for be, b in self.buffers:
+            be.copy_(b)
 
 
 def _save(path: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int,

@@ -5,31 +5,42 @@ For items ``x_1..x_n`` the noisy marginal is ``p_sigma(x) = (1/n) sum_i N(x; x_i
     D(x, sigma) = sum_i w_i x_i,   w_i = softmax_i(l_i),   l_i = -||x - x_i||^2 / (2 sigma^2).
 
 Numerics (data and queries are first centred at the data mean, which leaves ``D`` unchanged). Logits are
-kept relative to an *anchor* item ``a`` per query (the one with the largest matmul score), ``r_i = l_i - l_a``,
-so the term ``||x||^2 / (2 sigma^2)`` common to all items is never formed (docs/THEORY.md §2.1.3, note).
-Per chunk of ``chunk_size`` items one matmul gives ``g_i = x.x_i - ||x_i||^2 / 2`` and
-``r_i = (g_i - g_a) / sigma^2``. In float32 these carry an error of up to about
-``E = 4 u ((sqrt(d) + 2) ||x|| Y + Y^2) / sigma^2`` nats (``u`` the unit roundoff, ``Y = max_i ||x_i||``;
-measured worst cases stay under a fifth of it), thousands of nats at small ``sigma``. So:
+kept relative to an *anchor* item ``a`` per query, ``r_i = l_i - l_a``, so the term ``||x||^2 / (2 sigma^2)``
+common to all items is never formed (docs/THEORY.md §2.1.3, note). A matmul gives
+``g_i = x.x_i - ||x_i||^2 / 2`` and ``r_i = (g_i - g_a) / sigma^2``; with unit roundoff ``u`` these carry an
+error of up to ``E(u) = 4 u ((sqrt(d) + 2) ||x|| Y + Y^2) / sigma^2`` nats (``Y = max_i ||x_i||``; measured
+worst cases stay under a fifth of it), thousands of nats at small ``sigma`` in float32. Exponentials and
+weighted sums run on shifted logits ``z = r - m <= 0`` in a *softmax dtype* with roundoff ``u_w``; every item
+whose weight counts (``z >= -skip``, ``skip = 40 + log n``) then has its logit within ``E + u_w skip``. Each
+query takes the cheapest *plan* that keeps this within ``logit_tol`` (default 1e-5 nats):
 
-1. first pass: the ``exact_top`` largest matmul scores of every chunk are recomputed in float64 from
-   differences of the items as given, ``r_i = (e.delta_i - ||delta_i||^2 / 2) / sigma^2`` with
-   ``e = x - x_a``, ``delta_i = x_i - x_a``; this fixes the maximum logit of every query;
-2. second pass, for each (query, chunk) pair: if the chunk's ``k``-th matmul logit plus ``E`` lies more
-   than ``40 + log n`` nats under that maximum, its other items are skipped (total weight below ``e^-40``
-   relative); otherwise they are added with their matmul logits when ``E <= logit_tol``, or with
-   float64-matmul logits (error ``E`` with the float64 ``u``) when not, in blocks of ``rest_block`` elements.
+0. scores and softmax in the compute dtype (the query's): ``E(u_c) + u_c skip <= logit_tol``;
+1. float64 scores, from the items as given, and softmax in the compute dtype: ``E(u_64) + u_c skip <= logit_tol``;
+2. both in float64 (a ``logit_tol`` below ``u_c skip``, or far queries, whose float64 ``E`` exceeds it).
 
-So the weights are exact up to ``logit_tol`` nats (default 1e-5) wherever the float64 ``E`` is below it:
-every query but far ones (``||x|| Y / sigma^2`` beyond ~1e10). Elsewhere every logit is within the float64
+A *probe*, the compute-dtype logits of ``probe_items`` evenly spaced items, then picks one pass or two per
+query; it decides the cost, never the answer:
+
+- one pass, for a broad posterior (every probe logit within ``skip`` nats of the largest) whose plan is
+  within ``logit_tol``: the anchor is the best probe item and every item is added with its plan's logit,
+  one matmul and one weighted sum per item (nothing could be skipped);
+- two passes otherwise. 1: the compute-dtype matmul of every chunk of ``chunk_size`` items; its
+  ``exact_top`` largest scores are recomputed in float64 from differences of the items as given,
+  ``r_i = (e.delta_i - ||delta_i||^2 / 2) / sigma^2`` with ``e = x - x_a``, ``delta_i = x_i - x_a`` and the
+  anchor the largest matmul score, which fixes the maximum logit. 2: for each (query, chunk) pair, if the
+  chunk's ``k``-th compute-dtype logit plus ``E(u_c)`` lies more than ``skip`` nats under that maximum, its
+  other items are skipped (total weight below ``e^-40`` relative); otherwise they are added with the plan.
+
+So the weights are exact up to ``logit_tol`` nats wherever the float64 ``E`` is below it: every query but
+far ones (``||x|| Y / sigma^2`` beyond ~1e10). Elsewhere every logit is within the float64
 ``E``, about ``1e-15 sqrt(d)`` of the logit scale ``||x|| Y / sigma^2``, so both limits of §1.6 come out as
 they should: as ``||x|| / sigma^2`` grows the weights become one-hot on the nearest item (shared among items
 closer than ``E`` in logit), and as ``sigma`` grows (also once ``1 / sigma^2`` underflows to 0) uniform, with
 ``D`` the mean. Only where ``(||x|| + Y)^2 / sigma^2`` nears the float64 maximum (1e308) can no logit be
 held: such queries are rejected with a ``ValueError`` naming ``x``. Matmuls run in float32 for float32
-queries, in float64 where ``(||x|| + Y)^2`` or ``1 / sigma^2`` nears the float32 maximum. The float32 path
-is used wherever that is possible, and where the posterior is concentrated the cost is one matmul per
-chunk. Statistics are merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
+queries, in float64 where ``(||x|| + Y)^2`` or ``1 / sigma^2`` nears the float32 maximum. Items are scored in
+blocks of ``rest_block // d`` (float64 copies of the items are made one block at a time) and statistics are
+merged with an online log-sum-exp (:class:`SoftmaxStats`): working memory is
 ``O(B (chunk_size + exact_top d) + rest_block)``, whatever ``n``.
 
 Theory: docs/THEORY.md §2.1 (and §1.2, §1.6, §1.8)."""
@@ -37,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -100,10 +111,12 @@ class SoftmaxStats:
 
     def take(self, rows: Tensor) -> SoftmaxStats:
         """The statistics of ``rows`` only."""
-        return SoftmaxStats(*(getattr(self, f.name)[rows] for f in fields(self)))
+        return take_rows(self, rows)
 
     def put(self, rows: Tensor, part: SoftmaxStats) -> SoftmaxStats:
-        """These statistics with ``rows`` replaced by ``part``."""
+        """These statistics with ``rows`` (distinct, increasing) replaced by ``part``."""
+        if rows.numel() == self.m.shape[0]:
+            return part
         return SoftmaxStats(*(getattr(self, f.name).index_copy(0, rows, getattr(part, f.name)) for f in fields(self)))
 
     def mean(self) -> Tensor:
@@ -118,6 +131,18 @@ class SoftmaxStats:
 
     def max_weight(self) -> Tensor:
         return torch.exp(self.best - self.m) / self.s
+
+
+def take_rows(rows_first, rows: Tensor):
+    """The dataclass ``rows_first``, whose every field is indexed by row first, with ``rows`` only (distinct,
+    increasing): itself when they are all of its rows."""
+    values = [getattr(rows_first, f.name) for f in fields(rows_first)]
+    return rows_first if rows.numel() == values[0].shape[0] else type(rows_first)(*(v[rows] for v in values))
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """``u = eps / 2``: a rounding to ``dtype`` moves a value by at most ``u`` relative."""
+    return torch.finfo(dtype).eps / 2
 
 
 def sigma64(sigma: Sigma, x: Tensor) -> Tensor:
@@ -154,7 +179,7 @@ class _Query:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Items ``lo:hi`` after their matmul: chunk-local indices ``idx`` (B, k) of the ``k`` largest
+    """Items ``lo:hi`` after their first-pass matmul: chunk-local indices ``idx`` (B, k) of the ``k`` largest
     compute-dtype scores ``g``, and the largest (``first``) and ``k``-th (``kth``) of those scores (B,)."""
 
     lo: int
@@ -179,14 +204,15 @@ class _Anchor:
 class EmpiricalDenoiser:
     """``D(x, sigma) = sum_i softmax_i(-||x - x_i||^2 / (2 sigma^2)) x_i`` for any item shape.
 
-    ``chunk_size`` items per matmul; ``exact_top`` logits per chunk recomputed exactly; matmul logits
-    accepted within ``logit_tol`` nats (module docstring). Matmuls run in the query's dtype, exact logits
-    and accumulators in float64; outputs come back in the query's dtype.
+    ``chunk_size`` items per first-pass top-k; ``exact_top`` logits per chunk recomputed exactly; every logit
+    that counts within ``logit_tol`` nats (module docstring). Matmuls run in the query's dtype or float64,
+    exact logits and accumulators in float64; outputs come back in the query's dtype.
     """
 
     query_block = 256
     error_margin = 4.0
-    rest_block = 2 ** 21  # elements of an item block in the second pass (16 MiB in float64)
+    rest_block = 2 ** 21  # elements of an item block: matmuls run over rest_block // d items (16 MiB in float64)
+    probe_items = 256     # evenly spaced items whose compute-dtype logits choose one pass or two per query
 
     def __init__(self, data: Tensor, chunk_size: int = 16384, exact_top: int = 8, logit_tol: float = 1e-5) -> None:
         check_data(data)
@@ -208,6 +234,7 @@ class EmpiricalDenoiser:
             self.centered[sp], self.half_sq[sp] = c, 0.5 * c.square().sum(1)
         self.radius = math.sqrt(2 * self.half_sq.max().item())  # Y = max ||x_i|| (centred)
         self.skip_nats = 40.0 + math.log(self.n)
+        self.probe = torch.arange(0, self.n, max(1, self.n // self.probe_items), device=data.device)[:self.probe_items]
 
     @property
     def data(self) -> Tensor:
@@ -215,7 +242,7 @@ class EmpiricalDenoiser:
         return self.flat.reshape(self.n, *self.item_shape)
 
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
-        return self.posterior(x, sigma).mean
+        return self.posterior64(x, sigma).mean.to(x.dtype)
 
     def posterior(self, x: Tensor, sigma: Sigma) -> Posterior:
         """Streamed posterior summary at ``x`` (B, *item_shape), noise level ``sigma``, in ``x``'s dtype."""
@@ -230,21 +257,24 @@ class EmpiricalDenoiser:
         return Posterior((mean + self.center.to(x.device)).reshape(x.shape), *rest)
 
     def weights(self, x: Tensor, sigma: Sigma) -> Tensor:
-        """Dense posterior weights ``(B, n)`` (same logits as :meth:`posterior`, none skipped; memory ``O(B n)``)."""
+        """Dense posterior weights ``(B, n)``: the two-pass logits of :meth:`posterior`, none skipped (every item
+        with its plan's matmul logit, each chunk's top-k exact); memory ``O(B n)``."""
         blocks = []
         for q in self._queries(x, sigma):
-            scores = [(self._matmul(q, lo, hi), lo, hi) for lo, hi in self._spans()]
-            chunks = [self._chunk(g, lo, hi) for g, lo, hi in scores]
-            a = self._anchor(q, chunks)
-            fine = torch.nonzero(self._error(q) > self.logit_tol).squeeze(1)
-            logits = []
-            for (g, lo, hi), c in zip(scores, chunks):
-                rest = self._relative(g, q, a, slice(None)).to(torch.float64)
-                if fine.numel():
-                    g64 = self._scores(q, fine, self._exact(slice(lo, hi)), lo, hi, precise=True)
-                    rest = rest.index_copy(0, fine, self._relative(g64, q, a, fine))
-                logits.append(rest.scatter(1, c.idx, self._top_logits(q, a, c)[1]))
-            blocks.append(torch.softmax(torch.cat(logits, 1), dim=1))
+            plan, _ = self._plans(q)
+            logits = torch.empty(plan.shape[0], self.n, dtype=torch.float64, device=x.device)
+            for exact in (False, True):
+                rows = torch.nonzero((plan > 0) == exact).squeeze(1)
+                if rows.numel():
+                    qr = take_rows(q, rows)
+                    chunks, index = self._first_pass(qr)
+                    a = self._anchor(qr, index)
+                    part = torch.cat([(self._scores(qr, lo, hi, exact)[1].to(torch.float64) - a.g[:, None])
+                                      * qr.inv_s2[:, None] for lo, hi in self._blocks(0, self.n)], 1)
+                    for c in chunks:
+                        part[:, c.lo:c.hi].scatter_(1, c.idx, self._top_logits(qr, a, c)[1])
+                    logits[rows] = part
+            blocks.append(torch.softmax(logits, dim=1))
         return torch.cat(blocks).to(x.dtype)
 
     def log_density(self, x: Tensor, sigma: Sigma) -> Tensor:
@@ -278,42 +308,97 @@ class EmpiricalDenoiser:
     def _spans(self):
         return ((lo, min(lo + self.chunk_size, self.n)) for lo in range(0, self.n, self.chunk_size))
 
+    def _blocks(self, lo: int, hi: int):
+        """Items ``lo:hi`` in blocks of ``rest_block // d``."""
+        step = max(1, self.rest_block // self.d)
+        return ((b, min(b + step, hi)) for b in range(lo, hi, step))
+
     def _exact(self, rows: slice | Tensor) -> Tensor:
-        """Centred items ``rows`` in float64, from the items as given (one promoting subtraction)."""
-        return self.flat[rows] - self.center
+        """Centred items ``rows`` in float64, from the items as given (a float64 copy, then one subtraction)."""
+        items = self.flat[rows]
+        return items - self.center if items.dtype == torch.float64 else items.to(torch.float64).sub_(self.center)
 
-    def _scores(self, q: _Query, rows: Tensor | slice, items: Tensor, lo: int, hi: int, precise: bool) -> Tensor:
-        """Matmul scores ``g = x.x_i - ||x_i||^2/2`` (len(rows), hi - lo) of query ``rows`` against centred
-        ``items`` (= items ``lo:hi``): float64 if ``precise``, else in the compute dtype. A transposed view:
-        ``(items @ x^T)^T`` is faster than ``x @ items^T`` on CPU BLAS."""
-        if precise:
-            return torch.addmm(-self.half_sq[lo:hi, None], items, q.x64[rows].T).T
-        dt = q.xc.dtype
-        return torch.addmm(-self.half_sq[lo:hi, None].to(dt), items.to(dt), q.xc[rows].T).T
+    def _scores(self, q: _Query, lo: int, hi: int, exact: bool) -> tuple[Tensor, Tensor]:
+        """The centred items ``lo:hi`` as multiplied and their matmul scores ``g = x.x_i - ||x_i||^2/2``
+        (B, hi - lo): float64 from the items as given if ``exact``, else in the compute dtype. CPU BLAS (MKL)
+        is faster at ``(items @ x^T)^T``, made contiguous, in float32 from ``d = 512`` on (by 30% at 784), at
+        ``x @ items^T`` below and in float64."""
+        if exact:
+            items = self._exact(slice(lo, hi)) if self.centered.dtype != torch.float64 else self.centered[lo:hi]
+            return items, torch.addmm(-self.half_sq[None, lo:hi], q.x64, items.T)
+        items = self.centered[lo:hi].to(q.xc.dtype)
+        bias = self.half_sq[lo:hi].to(items.dtype)
+        if items.dtype == torch.float64 or self.d < 512:
+            return items, torch.addmm(-bias[None], q.xc, items.T)
+        return items, torch.addmm(-bias[:, None], items, q.xc.T).T.contiguous()
 
-    def _matmul(self, q: _Query, lo: int, hi: int) -> Tensor:
-        """Compute-dtype scores ``g`` (B, hi - lo) of items ``lo:hi`` for every query of the block."""
-        return self._scores(q, slice(None), self.centered[lo:hi], lo, hi, precise=False).contiguous()
+    def _error(self, q: _Query, u: float) -> Tensor:
+        """Error radius ``E(u)`` (B,) in nats of relative matmul logits computed with unit roundoff ``u``."""
+        y = self.radius
+        return self.error_margin * u * ((math.sqrt(self.d) + 2) * q.norm * y + y * y) * q.inv_s2
 
-    def _chunk(self, g: Tensor, lo: int, hi: int) -> _Chunk:
-        top = g.topk(min(self.exact_top, hi - lo), dim=1)
-        return _Chunk(lo, hi, top.indices, top.values[:, 0], top.values[:, -1])
+    def _compute_error(self, q: _Query) -> Tensor:
+        """``E`` of compute-dtype scores (``u`` of the coarser of the compute dtype and the centred items')."""
+        return self._error(q, max(unit_roundoff(q.xc.dtype), unit_roundoff(self.centered.dtype)))
 
-    def _anchor(self, q: _Query, chunks: list[_Chunk]) -> _Anchor:
-        """Per query the item with the largest matmul score over all chunks."""
+    def _plans(self, q: _Query) -> tuple[Tensor, Tensor]:
+        """Per query its plan (0, 1 or 2; module docstring) and whether that plan's logits are all within
+        ``logit_tol`` without the exact top-k (false only for plan 2 beyond it)."""
+        u_c, u_64 = unit_roundoff(q.xc.dtype), unit_roundoff(torch.float64)
+        e_64, tol = self._error(q, u_64), self.logit_tol
+        plan = torch.where(self._compute_error(q) + u_c * self.skip_nats <= tol, 0,
+                           torch.where(e_64 + u_c * self.skip_nats <= tol, 1, 2))
+        return plan, (plan < 2) | (e_64 + u_64 * self.skip_nats <= tol)
+
+    def _probe(self, q: _Query) -> tuple[Tensor, Tensor]:
+        """Compute-dtype logits of ``probe_items`` evenly spaced items: per query whether they all lie within
+        ``skip_nats`` of their largest (a broad posterior), and the item of the largest."""
+        items = self.centered[self.probe].to(q.xc.dtype)
+        g = torch.addmm(-self.half_sq[None, self.probe].to(items.dtype), q.xc, items.T)
+        top, pos = g.max(1)
+        return (top - g.amin(1)).to(torch.float64) * q.inv_s2 <= self.skip_nats, self.probe[pos]
+
+    def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
+        """Mean (centred), largest weight, its item, entropy and ``log Z`` of every query of the block, its rows
+        grouped by plan."""
+        plan, within = self._plans(q)
+        broad, probe_best = self._probe(q)
+        out: list[Tensor] = []
+        for key in torch.unique(plan).tolist():
+            rows = torch.nonzero(plan == key).squeeze(1)
+            a, total = self._group(take_rows(q, rows), key >= 1, torch.float64 if key == 2 else q.xc.dtype,
+                                   (broad & within)[rows], probe_best[rows])
+            part = (total.mean(), total.max_weight(), total.arg, total.entropy(), a.log + total.log_normalizer())
+            if rows.numel() == plan.shape[0]:
+                return part
+            out = out or [v.new_empty((plan.shape[0], *v.shape[1:])) for v in part]
+            for o, v in zip(out, part):
+                o.index_copy_(0, rows, v)
+        return tuple(out)
+
+    def _first_pass(self, q: _Query) -> tuple[list[_Chunk], Tensor]:
+        """Every chunk's compute-dtype top-k, and the anchor index: the item of the largest score."""
+        chunks = [self._chunk(q, lo, hi) for lo, hi in self._spans()]
         firsts = torch.stack([c.first for c in chunks], 1)
         starts = torch.stack([c.idx[:, 0] + c.lo for c in chunks], 1)
-        index = starts.gather(1, firsts.argmax(1, keepdim=True)).squeeze(1)
+        return chunks, starts.gather(1, firsts.argmax(1, keepdim=True)).squeeze(1)
+
+    def _chunk(self, q: _Query, lo: int, hi: int) -> _Chunk:
+        """The ``k`` largest compute-dtype scores of items ``lo:hi``: the top-k of every block, then of those."""
+        k = min(self.exact_top, hi - lo)
+        tops = [(self._scores(q, b, e, exact=False)[1].topk(min(k, e - b), dim=1), b - lo)
+                for b, e in self._blocks(lo, hi)]
+        values = torch.cat([t.values for t, _ in tops], 1)
+        indices = torch.cat([t.indices + shift for t, shift in tops], 1)
+        top = values.topk(k, dim=1)
+        return _Chunk(lo, hi, indices.gather(1, top.indices), top.values[:, 0], top.values[:, -1])
+
+    def _anchor(self, q: _Query, index: Tensor) -> _Anchor:
+        """The anchor ``index`` (B,) of every query, with its exact float64 score and logit."""
         raw, item = self.flat[index].to(torch.float64), self._exact(index)
         e = q.raw64 - raw
         return _Anchor(index, raw, item, e, g=torch.linalg.vecdot(q.x64, item) - self.half_sq[index],
                        log=-0.5 * e.square().sum(1) * q.inv_s2)
-
-    @staticmethod
-    def _relative(g: Tensor, q: _Query, a: _Anchor, rows: Tensor | slice) -> Tensor:
-        """Logits relative to the anchor's, ``(g - g_a) / sigma^2``, in ``g``'s dtype (one fused pass)."""
-        inv_s2 = q.inv_s2[rows]
-        return torch.addcmul((-a.g[rows] * inv_s2).to(g.dtype)[:, None], g, inv_s2.to(g.dtype)[:, None])
 
     def _top_stats(self, q: _Query, a: _Anchor, c: _Chunk) -> SoftmaxStats:
         """Statistics of the chunk's top-k items from their exact logits."""
@@ -331,51 +416,69 @@ class EmpiricalDenoiser:
         r = (torch.einsum("bd,bkd->bk", a.e, delta) - 0.5 * delta.square().sum(-1)) * q.inv_s2[:, None]
         return delta, r
 
-    def _error(self, q: _Query) -> Tensor:
-        """Error radius ``E`` (B,) in nats of the compute-dtype relative matmul logits (``u`` of the coarser of
-        the compute dtype and the centred items' dtype)."""
-        u = max(torch.finfo(q.xc.dtype).eps, torch.finfo(self.centered.dtype).eps) / 2
-        y = self.radius
-        return self.error_margin * u * ((math.sqrt(self.d) + 2) * q.norm * y + y * y) * q.inv_s2
+    def _group(self, q: _Query, exact: bool, dtype: torch.dtype, single: Tensor,
+               probe_best: Tensor) -> tuple[_Anchor, SoftmaxStats]:
+        """The queries of one plan (``exact``, ``dtype``); ``single`` (B,) marks those taken in one pass.
 
-    def _posterior_block(self, q: _Query) -> tuple[Tensor, ...]:
-        """Two passes. 1: the exact top-k of every chunk, which fixes the maximum logit. 2: the other items,
-        only for the (query, chunk) pairs whose ``k``-th logit bound is not negligible against that maximum."""
-        chunks = [self._chunk(self._matmul(q, lo, hi), lo, hi) for lo, hi in self._spans()]
-        a = self._anchor(q, chunks)
-        total: SoftmaxStats | None = None
-        for c in chunks:
-            total = self._top_stats(q, a, c).merge(total)
-        err = self._error(q)
-        for c in chunks:
-            if c.hi - c.lo == c.idx.shape[1]:
-                continue
-            kth = (c.kth.to(torch.float64) - a.g) * q.inv_s2
-            dense = kth + err > total.m - self.skip_nats
-            for mask, precise in ((dense & (err <= self.logit_tol), False), (dense & (err > self.logit_tol), True)):
-                rows = torch.nonzero(mask).squeeze(1)
-                if rows.numel():
-                    total = self._add_rest(total, q, a, rows, c, precise)
-        return (total.mean(), total.max_weight(), total.arg, total.entropy(), a.log + total.log_normalizer())
+        Two-pass queries: 1, every chunk's exact top-k, which fixes the anchor and the maximum logit. One-pass
+        queries start from their anchor, the best probe item, alone (exact logit 0). 2, per chunk, one matmul
+        per block for the one-pass queries and the two-pass ones whose ``k``-th logit bound is not negligible
+        against their maximum; the items already counted exactly are left out."""
+        b, two = single.shape[0], torch.nonzero(~single).squeeze(1)
+        index, chunks = probe_best.clone(), []
+        if two.numel():
+            chunks, index[two] = self._first_pass(take_rows(q, two))
+        a = self._anchor(q, index)
+        zero = torch.zeros(b, dtype=torch.float64, device=index.device)
+        total = SoftmaxStats(m=zero, s=zero + 1, t=zero, acc=a.item, best=zero, arg=index)
+        if two.numel():
+            q2, a2 = take_rows(q, two), take_rows(a, two)
+            top: SoftmaxStats | None = None
+            for c in chunks:
+                top = self._top_stats(q2, a2, c).merge(top)
+            total = total.put(two, top)
+        err = self._compute_error(q)
+        for i, (lo, hi) in enumerate(self._spans()):
+            counted = torch.where((index >= lo) & (index < hi), index - lo, -1)[:, None]  # chunk-local, -1: none
+            dense = single.clone()
+            if two.numel():
+                c = chunks[i]
+                kth = (c.kth.to(torch.float64) - a.g[two]) * q.inv_s2[two]
+                dense[two] = (kth + err[two] >= total.m[two] - self.skip_nats) & (hi - lo > c.idx.shape[1])
+                counted = counted.expand(b, c.idx.shape[1]).index_copy(0, two, c.idx)
+            rows = torch.nonzero(dense).squeeze(1)
+            if rows.numel():
+                qr, ar, part = take_rows(q, rows), take_rows(a, rows), total.take(rows)
+                for b_lo, b_hi in self._blocks(lo, hi):
+                    local = counted[rows] - (b_lo - lo)
+                    r, j = ((local >= 0) & (local < b_hi - b_lo)).nonzero(as_tuple=True)
+                    part = self._dense(qr, ar, b_lo, b_hi, exact, dtype, part.m, (r, local[r, j]),
+                                       single[rows]).merge(part)
+                total = total.put(rows, part)
+        return a, total
 
-    def _add_rest(self, total: SoftmaxStats, q: _Query, a: _Anchor, rows: Tensor, c: _Chunk,
-                  precise: bool) -> SoftmaxStats:
-        """Merge into ``total`` the items of chunk ``c`` except its already-counted top-k, for query ``rows``, in
-        blocks of bounded size; float64 matmuls if ``precise``. A block's reference is the larger of ``total.m``
-        and its own largest logit: an item above every exact top-k logit (the matmul ranks only to within ``E``)
-        rescales the sums instead of overflowing ``exp``."""
-        part = total.take(rows)
-        idx = c.idx[rows]
-        step = max(1, self.rest_block // self.d)
-        for lo in range(c.lo, c.hi, step):
-            hi = min(lo + step, c.hi)
-            items = self._exact(slice(lo, hi)) if precise else self.centered[lo:hi]
-            rel = self._relative(self._scores(q, rows, items, lo, hi, precise), q, a, rows)
-            local = idx - (lo - c.lo)
-            r, j = ((local >= 0) & (local < hi - lo)).nonzero(as_tuple=True)
-            rel = rel.index_put((r, local[r, j]), rel.new_tensor(-math.inf))  # the exact top-k, already counted
-            shift = torch.maximum(part.m, rel.amax(1).to(torch.float64))
-            rel = (rel - shift.to(rel.dtype)[:, None]).clamp_min(-1e4)  # exp(-1e4) = 0, and 0 * -1e4 = 0 in t
-            index = torch.arange(lo, hi, device=rel.device).expand(rows.numel(), -1)
-            part = SoftmaxStats.from_logits(rel, shift, lambda w: w @ items.to(w.dtype), index).merge(part)
-        return total.put(rows, part)
+    def _dense(self, q: _Query, a: _Anchor, lo: int, hi: int, exact: bool, dtype: torch.dtype, ref: Tensor,
+               counted: tuple[Tensor, Tensor], track: Tensor) -> SoftmaxStats:
+        """Statistics of items ``lo:hi`` from their matmul logits (float64 from the items as given if ``exact``,
+        else compute dtype), with exponentials and weighted sums in ``dtype``. The reference ``m`` is the larger
+        of ``ref`` and the block's largest logit, so ``z = r - m <= 0`` (an item above ``ref``, which the
+        first pass ranks only to within ``E``, rescales the sums instead of overflowing ``exp``). One fused pass
+        gives ``z = g / sigma^2 - (g_a / sigma^2 + m)``, clamped at 1 + the log of ``dtype``'s smallest normal
+        number (``exp`` is tens of times slower where it returns subnormals; a clamped item weighs at most e
+        times that number against the block's largest, which weighs up to 1). The ``counted`` (rows, columns),
+        added with exact logits, get ``z = -1e4`` (weight exactly 0, and ``0 * z = 0`` in ``t``). The block's
+        largest logit and its item compete for the largest weight in the rows that ``track`` (B,) marks; in
+        the others the exact top-k carry it."""
+        items, g = self._scores(q, lo, hi, exact)
+        top, pos = g.max(1)
+        best = (top.to(torch.float64) - a.g) * q.inv_s2
+        m = torch.maximum(ref, best)
+        z = torch.addcmul((-(a.g * q.inv_s2 + m)).to(g.dtype)[:, None], g, q.inv_s2.to(g.dtype)[:, None]).to(dtype)
+        z = z.clamp_min_(1 + math.log(torch.finfo(dtype).tiny)).index_put_(counted, z.new_tensor(-1e4))
+        w = torch.exp(z)
+        values = items if items.dtype == dtype else (
+            self.centered[lo:hi] if self.centered.dtype == dtype else self._exact(slice(lo, hi)).to(dtype))
+        # (values^T @ w^T)^T: CPU BLAS is as fast or faster that way round, 4x at d = 9
+        return SoftmaxStats(m=m, s=w.sum(1, dtype=torch.float64), t=torch.linalg.vecdot(w, z).to(torch.float64),
+                            acc=(values.T @ w.T).T.to(torch.float64), best=best.masked_fill(~track, -math.inf),
+                            arg=pos + lo)

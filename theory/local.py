@@ -12,14 +12,15 @@ full patch, the equivariant denoiser commutes with circular shifts, and a patch 
 (odd sizes) gives back the empirical denoiser (local) or the empirical denoiser of all circular shifts
 (equivariant).
 
-Numerics: on patches centred at the mean training patch, the logits drop the term
-``-||P_m(x)||^2 / (2 sigma^2)`` common to all training patches at one query position, which the softmax does
-not see: ``(P_m(x).p_j - ||p_j||^2 / 2) / sigma^2`` by float64 matmul, error about
-``1e-16 ||P_m(x)|| max_j ||p_j|| / sigma^2`` nats, so far queries concentrate on the nearest patch as they
-should (docs/THEORY.md §2.1.3, note); queries whose logits float64 cannot hold raise, as in
-:func:`theory.empirical.check_logit_range`. Training patches are streamed in chunks with the online
-log-sum-exp of :class:`theory.empirical.SoftmaxStats`, so memory is ``O(B M chunk_size)`` for ``M``
-positions, whatever ``n``.
+The sum is the empirical posterior of §2.1 with the patches as items, read at the centre coordinates:
+``D(x)_m = centre(D_m(P_m(x), sigma))`` with ``D_m`` the :class:`theory.empirical.EmpiricalDenoiser` of the
+training patches at position ``m`` (local; the ``M`` positions are ``M`` such denoisers, each queried with the
+``B`` query patches at its position) or of all ``n M`` training patches (equivariant; queried with all ``B M``
+query patches). So the patch denoisers get its matmul logits, its exactness to ``logit_tol`` nats at every
+``sigma`` (anchor-relative logits, exact top-k, float64 matmuls only where the query's dtype could not hold
+the logits; far queries concentrate on the nearest patch, and queries whose logits float64 cannot hold
+raise), and its skipping of the patches that carry no weight. Memory: the training patches as given and
+centred, ``2 n M C prod(patch)`` values.
 
 Theory: docs/THEORY.md §2.5."""
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from theory.denoiser import Sigma, check_batch, check_data, check_positive_int
-from theory.empirical import SoftmaxStats, check_logit_range, sigma64
+from theory.empirical import EmpiricalDenoiser, sigma64
 
 
 def _patch_sizes(patch_size: int | tuple[int, ...], spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -58,7 +59,8 @@ def extract_patches(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
 class LocalPatchDenoiser:
     """Patch-posterior denoiser on items ``(n, L)``, ``(n, C, L)`` or ``(n, C, H, W)``; see the module docstring.
 
-    ``chunk_size`` training patches (local: items) per step. Outputs in the query's dtype.
+    ``chunk_size`` training patches per chunk of the empirical posterior (its ``chunk_size``). Outputs in the
+    query's dtype.
     """
 
     def __init__(self, data: Tensor, patch_size: int | tuple[int, ...], equivariant: bool = False,
@@ -67,67 +69,28 @@ class LocalPatchDenoiser:
         if data.ndim not in (2, 3, 4):
             raise ValueError(f"data must have shape (n, L), (n, C, L) or (n, C, H, W), got {tuple(data.shape)}")
         self.item_shape = tuple(data.shape[1:])
-        self.items = (data[:, None] if data.ndim == 2 else data).to(torch.float64)  # (n, C, *spatial)
-        self.channels, self.spatial = self.items.shape[1], tuple(self.items.shape[2:])
+        items = data[:, None] if data.ndim == 2 else data  # (n, C, *spatial)
+        self.channels, self.spatial = items.shape[1], tuple(items.shape[2:])
         self.sizes = _patch_sizes(patch_size, self.spatial)
         self.equivariant = bool(equivariant)
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
         self.n, self.m = data.shape[0], math.prod(self.spatial)
-        mean_patch = sum(extract_patches(self.items[lo:lo + self.chunk_size], self.sizes).sum(0)
-                         for lo in range(0, self.n, self.chunk_size)) / self.n  # (M, P), per position
-        self.center = mean_patch.mean(0, keepdim=True) if self.equivariant else mean_patch
-        self.radius = max(self._patches(lo, lo + self.chunk_size).square().sum(-1).max().item()
-                          for lo in range(0, self.n, self.chunk_size)) ** 0.5  # max ||p_j|| (centred)
-
-    def _patches(self, lo: int, hi: int) -> Tensor:
-        """Centred patches of items ``lo:hi``, (hi - lo, M, P)."""
-        return extract_patches(self.items[lo:hi], self.sizes) - self.center
-
-    def _centres(self, lo: int, hi: int) -> Tensor:
-        """Centre values of the patches of items ``lo:hi``: (hi - lo, M, C)."""
-        return self.items[lo:hi].flatten(2).transpose(1, 2)
+        # patch coordinates are (C, *sizes) row-major: the centre of channel c is c * prod(sizes) + the centre offset
+        area = math.prod(self.sizes)
+        offset = sum(((p - 1) // 2) * math.prod(self.sizes[i + 1:]) for i, p in enumerate(self.sizes))
+        self.centre = torch.arange(self.channels, device=data.device) * area + offset
+        patches = extract_patches(items, self.sizes)  # (n, M, C * area)
+        self.posteriors = ([EmpiricalDenoiser(patches.reshape(self.n * self.m, -1), chunk_size)] if self.equivariant
+                           else [EmpiricalDenoiser(patches[:, m], chunk_size) for m in range(self.m)])
 
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor:
         check_batch(x, self.item_shape)
         s = sigma64(sigma, x)
-        xi = x.to(torch.float64)
-        q = extract_patches(xi[:, None] if xi.ndim == 2 else xi, self.sizes) - self.center  # (B, M, P)
+        q = extract_patches(x[:, None] if x.ndim == 2 else x, self.sizes)  # (B, M, C * area)
         b = x.shape[0]
-        check_logit_range(q.square().sum(-1).amax(1).sqrt(), self.radius, s)
-        inv_s2 = (1.0 / s.square()).repeat_interleave(self.m)  # rows are (b, m) pairs
-        chunks = self._equivariant_chunks(q, inv_s2) if self.equivariant else self._local_chunks(q, inv_s2)
-        total: SoftmaxStats | None = None
-        for stats in chunks:
-            total = stats.merge(total)
-        out = total.mean().reshape(b, *self.spatial, self.channels)
-        out = out.movedim(-1, 1)
-        return (out[:, 0] if x.ndim == 2 else out).to(x.dtype)
-
-    def _local_chunks(self, q: Tensor, inv_s2: Tensor):
-        b = q.shape[0]
-        for lo in range(0, self.n, self.chunk_size):
-            hi = min(lo + self.chunk_size, self.n)
-            t = self._patches(lo, hi)  # (c, M, P)
-            dot = torch.einsum("bmp,imp->bmi", q, t)
-            logits = (dot - 0.5 * t.square().sum(-1).T[None]).reshape(b * self.m, hi - lo) * inv_s2[:, None]
-            centres = self._centres(lo, hi)
-            index = torch.arange(lo, hi, device=q.device).expand(b * self.m, -1)
-            yield self._stats(logits, lambda w: torch.einsum("bmi,imc->bmc", w.reshape(b, self.m, -1), centres)
-                              .reshape(b * self.m, -1), index)
-
-    def _equivariant_chunks(self, q: Tensor, inv_s2: Tensor):
-        b = q.shape[0]
-        per_item = max(1, self.chunk_size // self.m)
-        flat_q = q.reshape(b * self.m, -1)
-        for lo in range(0, self.n, per_item):
-            hi = min(lo + per_item, self.n)
-            t = self._patches(lo, hi).reshape((hi - lo) * self.m, -1)
-            logits = (flat_q @ t.T - 0.5 * t.square().sum(-1)[None]) * inv_s2[:, None]
-            centres = self._centres(lo, hi).reshape((hi - lo) * self.m, -1)
-            index = torch.arange(lo * self.m, hi * self.m, device=q.device).expand(b * self.m, -1)
-            yield self._stats(logits, lambda w: w @ centres, index)
-
-    @staticmethod
-    def _stats(logits: Tensor, weighted_sum, index: Tensor) -> SoftmaxStats:
-        shift = logits.max(1).values.detach()
-        return SoftmaxStats.from_logits(logits - shift[:, None], shift, weighted_sum, index)
+        if self.equivariant:
+            mean = self.posteriors[0](q.reshape(b * self.m, -1), s.repeat_interleave(self.m))[:, self.centre]
+        else:
+            mean = torch.stack([den(q[:, m], s)[:, self.centre] for m, den in enumerate(self.posteriors)], 1)
+        out = mean.reshape(b, *self.spatial, self.channels).movedim(-1, 1)
+        return out[:, 0] if x.ndim == 2 else out

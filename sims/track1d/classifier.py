@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,24 @@ from torch import Tensor, nn
 
 from sims.artifacts import atomic_write
 from sims.labels import check_labelled
+
+
+def conv_body(in_channels: int, width: int) -> nn.Sequential:
+    """Four Conv(5) + GroupNorm(4) + SiLU stages, the middle two of stride 2: ``(B, in_channels, L)`` to
+    ``(B, 2 width, ceil(L / 4))``."""
+    def stage(a: int, b: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv1d(a, b, 5, stride=stride, padding=2), nn.GroupNorm(4, b), nn.SiLU())
+
+    return nn.Sequential(stage(in_channels, width, 1), stage(width, width, 2), stage(width, 2 * width, 2),
+                         stage(2 * width, 2 * width, 1))
+
+
+def as_3d(x: Tensor, channels: int) -> Tensor:
+    """``x`` of shape ``(B, L)`` (one channel) or ``(B, channels, L)`` as ``(B, channels, L)``."""
+    x3 = x[:, None, :] if x.ndim == 2 else x
+    if x3.ndim != 3 or x3.shape[1] != channels or x3.shape[0] < 1:
+        raise ValueError(f"x must have shape (B, L) or (B, {channels}, L), got {tuple(x.shape)}")
+    return x3
 
 
 class Classifier1d(nn.Module):
@@ -30,24 +50,13 @@ class Classifier1d(nn.Module):
             raise ValueError(f"need num_classes >= 2, in_channels >= 1, width a multiple of 4 >= 4 and feature_dim >= 1, "
                              f"got {num_classes}, {in_channels}, {width}, {feature_dim}")
         self.in_channels = in_channels
-
-        def stage(a: int, b: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv1d(a, b, 5, stride=stride, padding=2), nn.GroupNorm(4, b), nn.SiLU())
-
-        self.body = nn.Sequential(stage(in_channels, width, 1), stage(width, width, 2), stage(width, 2 * width, 2),
-                                  stage(2 * width, 2 * width, 1))
+        self.body = conv_body(in_channels, width)
         self.proj = nn.Linear(4 * width, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
 
-    def _as_3d(self, x: Tensor) -> Tensor:
-        x3 = x[:, None, :] if x.ndim == 2 else x
-        if x3.ndim != 3 or x3.shape[1] != self.in_channels or x3.shape[0] < 1:
-            raise ValueError(f"x must have shape (B, L) or (B, {self.in_channels}, L), got {tuple(x.shape)}")
-        return x3
-
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features ``(B, feature_dim)``."""
-        h = self.body(self._as_3d(x))
+        h = self.body(as_3d(x, self.in_channels))
         return F.silu(self.proj(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -93,25 +102,37 @@ def accuracy(clf: Classifier1d, x: Tensor, labels: Tensor, chunk: int = 4096) ->
 
 
 @torch.no_grad()
-def features(clf: Classifier1d, x: Tensor, chunk: int = 4096) -> Tensor:
-    """Penultimate features of ``x`` in float64, streamed in chunks."""
+def features(clf: nn.Module, x: Tensor, chunk: int = 4096) -> Tensor:
+    """``clf.features`` of ``x`` in float64, streamed in chunks: the classifier's penultimate features, or the
+    label-free encoder's (``sims.track1d.encoder.AutoEncoder1d``) code."""
     return torch.cat([clf.features(x[i:i + chunk].float()).double() for i in range(0, x.shape[0], chunk)])
+
+
+def cached_fit(cache_dir: str | os.PathLike, prefix: str, tensors: tuple[Tensor, ...], config: Any,
+               build: Callable[[], nn.Module], fit: Callable[[], nn.Module]) -> nn.Module:
+    """``fit()`` memoised on disk as ``<cache_dir>/<prefix>_<hash>.pt`` (its state dict), the hash (SHA-1) of the
+    shapes and bytes of ``tensors`` (the training data) and of the dataclass ``config``; a cached state dict is
+    loaded into ``build()``. Returns the module in eval mode without gradients."""
+    h = hashlib.sha1()
+    for t in tensors:
+        t = t.contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    h.update(repr(sorted(asdict(config).items())).encode())
+    path = Path(cache_dir) / f"{prefix}_{h.hexdigest()[:16]}.pt"
+    if path.exists():
+        model = build()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        model = fit()
+        atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    return model.eval().requires_grad_(False)
 
 
 def cached_classifier(x: Tensor, labels: Tensor, cache_dir: str | os.PathLike,
                       config: ClassifierConfig = ClassifierConfig()) -> Classifier1d:
-    """``train_classifier`` memoised on disk by a hash of ``x``, ``labels`` and ``config``."""
+    """``train_classifier`` memoised on disk (``cached_fit``) by a hash of ``x``, ``labels`` and ``config``."""
     num_classes = check_labelled(x, labels, (1, 2))
-    h = hashlib.sha1()
-    for t in (x.float().contiguous(), labels.long().contiguous()):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
-    h.update(repr(sorted(asdict(config).items())).encode())
-    path = Path(cache_dir) / f"classifier1d_{h.hexdigest()[:16]}.pt"
-    if path.exists():
-        clf = Classifier1d(num_classes, 1 if x.ndim == 2 else x.shape[1], config.width, config.feature_dim)
-        clf.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return clf.eval().requires_grad_(False)
-    clf = train_classifier(x, labels, config)
-    atomic_write(path, lambda tmp: torch.save(clf.state_dict(), tmp))
-    return clf
+    return cached_fit(cache_dir, "classifier1d", (x.float(), labels.long()), config,
+                      lambda: Classifier1d(num_classes, 1 if x.ndim == 2 else x.shape[1], config.width, config.feature_dim),
+                      lambda: train_classifier(x, labels, config))

@@ -43,6 +43,21 @@ def test_run_grid_writes_each_cell_and_skips_done_ones(tmp_path):
     assert json.loads((tmp_path / "grid.json").read_text())["cells"][0] == "a-n10-m1-s0"
 
 
+def test_prepare_gets_only_the_datasets_of_pending_cells(tmp_path):
+    """--only and finished cells narrow what is prepared: a cold single cell does not make every dataset."""
+    asked = []
+
+    def prepare(config, out):
+        asked.append([d["name"] for d in config["datasets"]])
+        assert {k: v for k, v in config.items() if k != "datasets"} == {k: v for k, v in CONFIG.items() if k != "datasets"}
+
+    run_grid(CONFIG, tmp_path, runner=fake_runner, prepare=prepare, only="b-*-s0", log=lambda _: None)
+    run_grid(CONFIG, tmp_path, runner=fake_runner, prepare=prepare, only="*-s0", log=lambda _: None)  # b's cell done
+    run_grid(CONFIG, tmp_path, runner=fake_runner, prepare=prepare, only="*-s0", log=lambda _: None)  # nothing to run
+    run_grid(CONFIG, tmp_path, runner=fake_runner, prepare=prepare, log=lambda _: None)
+    assert asked == [["b"], ["a"], ["a", "b"]]
+
+
 def test_a_failing_cell_leaves_no_partial_file_and_others_stay(tmp_path):
     cfg = {**CONFIG, "methods": [{"name": "m1"}, {"name": "boom"}], "datasets": [CONFIG["datasets"][0]]}
     with pytest.raises(RuntimeError, match="cell failed"):

@@ -1,0 +1,129 @@
+"""One grid cell, the same for both tracks: draw the training subset, train ``EDMPrecond(net)``, sample, measure.
+
+A track gives its data (``Bundle``: a source of training candidates, held-out reals, a population pool and the
+non-memorizing reference, ``sims.readout.Reference``), its feature map and its net builder; ``train_and_measure``
+does the rest (``sims.track1d.cell`` and ``image_track.grid_cell`` are the two tracks' grid runners). Per cell:
+the training subset (``n`` items drawn by seed), the method's noise-level law and loss (``sims.methods``),
+training (``sims.training``), ``eval.num_samples`` samples, memorization against the training set and alignment
+(docs/THEORY.md §6.6) with the training set (``*_train``, Vu et al.'s comparison) and with held-out reals, the
+same numbers for held-out reals in place of samples (``ref_*``), the readout (calibrated r(sigma), the held-out
+gap, losses; §6.1, §6.2, §6.8), with ``eval.two_net`` the two-net ratio V(sigma) (§6.9) of a second net trained
+by the same recipe on a disjoint subset, and sigma_C (§3.5) with the reference's density.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sims import metrics
+from sims.corruption import corrupt
+from sims.grid import Cell, runs_two_net
+from sims.methods import build_method, family
+from sims.preconditioning import EDMPrecond
+from sims.readout import Reference, paired_readout, two_net_ratio
+from sims.samplers import generate
+from sims.training import TrainConfig, train
+from theory import EmpiricalDenoiser
+
+TWO_NET_SEED_OFFSET = 100_000  # the second net of the two-net test trains with seed ``cell.seed + offset``
+TRAIN_KEYS = ("steps", "batch_size", "lr", "lr_warmup_steps", "ema_decay", "ema_halflife_images", "ema_rampup",
+              "grad_clip")  # the [train] keys that are sims.training.TrainConfig fields
+NetBuilder = Callable[[dict[str, Any], tuple[int, ...]], nn.Module]  # (train table, item shape) -> raw net
+
+
+@dataclass
+class Bundle:
+    """One dataset of a grid, shared by its cells: disjoint ``source`` (training candidates), ``test`` (held-out
+    reals) and ``pool`` draws, the reference of the readout and of sigma_C, and the EDM ``sigma_data``."""
+
+    source: Tensor
+    test: Tensor
+    pool: Tensor
+    ref: Reference
+    sigma_data: float
+
+
+def training_subset(source: Tensor, n: int, seed: int, part: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` items of ``source`` drawn without replacement by ``seed`` (and their indices): the ``part``-th block
+    of ``n`` of one permutation, so the parts of one seed are disjoint (part 1: the two-net test's second set)."""
+    if not 1 <= n * (part + 1) <= source.shape[0]:
+        raise ValueError(f"n must be in [1, {source.shape[0] // (part + 1)}] (the source size / {part + 1}), got {n}")
+    idx = torch.randperm(source.shape[0], generator=torch.Generator().manual_seed(1000 + seed))[n * part:n * (part + 1)]
+    return source[idx], idx
+
+
+def train_net(config: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tensor, seed: int,
+              sigma_data: float, build_net: NetBuilder) -> tuple[nn.Module, float]:
+    """One recipe for every net of a cell: ``EDMPrecond(build_net(config["train"], item shape))`` trained on ``x``
+    (source indices ``idx`` for the fixed noisy copies) by the method's loss with ``seed``; returns the EMA
+    denoiser and the last loss."""
+    tcfg = config["train"]
+    torch.manual_seed(seed)
+    model = EDMPrecond(build_net(tcfg, tuple(x.shape[1:])), sigma_data=sigma_data)
+    built = build_method(method, sigma_data)
+    y = corrupt(x, idx, method["sigma_n"], seed=seed) if built.needs_noisy_copies else None
+    result = train(model, built.loss, x, TrainConfig(**{k: tcfg[k] for k in TRAIN_KEYS if k in tcfg}, seed=seed,
+                                                     progress=False), y=y)
+    return result.ema, result.last_loss
+
+
+def sample_metrics(samples: Tensor, train: Tensor, test: Tensor, feats) -> dict[str, float]:
+    """Memorization against ``train`` (``copy_share``: nearest / second-nearest distance below 1/3 on the flattened
+    items; ``cosine_share`` and ``max_cosine_mean``: the share of samples whose largest cosine similarity to a
+    training item in the feature space ``feats`` exceeds 0.9, and its mean); alignment (§6.6) with ``test``
+    (held-out reals: ``wasserstein``, ``js``, ``pca_components``) and with ``train`` (Vu et al.'s comparison: the
+    same names ending ``_train``); MMD and FD (on ``feats``) against ``test``."""
+    f_s, f_tr, f_te = feats(samples), feats(train), feats(test)
+    mem = metrics.memorization_report(samples, train, features=f_s, train_features=f_tr)
+    pw, pw_tr = metrics.pca_wasserstein_js(samples, test), metrics.pca_wasserstein_js(samples, train)
+    return {"copy_share": mem["copy_share"], "nn_distance": mem["nn_distance"], "cosine_share": mem["cosine_share"],
+            "max_cosine_mean": mem["max_cosine_mean"],
+            "wasserstein": pw["wasserstein"], "js": pw["js"], "pca_components": pw["components"],
+            "wasserstein_train": pw_tr["wasserstein"], "js_train": pw_tr["js"],
+            "pca_components_train": pw_tr["components"],
+            "mmd": float(metrics.mmd_rbf(samples, test)), "fd": float(metrics.frechet_distance(f_s, f_te)),
+            "fd_sampling_pm": metrics.frechet_bootstrap(f_s, f_te)}
+
+
+def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, build_net: NetBuilder) -> dict[str, Any]:
+    """Train and evaluate one cell on ``b`` (module docstring); returns its JSON-ready result (the grid writes it)."""
+    method = next(m for m in config["methods"] if m["name"] == cell.method)
+    ecfg = config["eval"]
+    x_train, idx = training_subset(b.source, cell.n, cell.seed)
+    item_shape = tuple(x_train.shape[1:])
+
+    t0 = time.perf_counter()
+    ema, last_loss = train_net(config, method, x_train, idx, cell.seed, b.sigma_data, build_net)
+    t1 = time.perf_counter()
+
+    samples = generate(ema, ecfg.get("num_samples", 1000), item_shape, seed=10_000 + cell.seed,
+                       steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
+                       sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
+    m = sample_metrics(samples, x_train, b.test, feats)
+    ref = sample_metrics(b.pool[: samples.shape[0]], x_train, b.test, feats)  # held-out reals in place of samples
+    t2 = time.perf_counter()
+
+    sigmas, items = ecfg["readout_sigmas"], ecfg.get("readout_items", 256)
+    readout = paired_readout(ema, EmpiricalDenoiser(x_train), b.ref.denoiser, x_train, b.test, sigmas,
+                             num_items=items, seed=cell.seed)
+    sigma_c = b.ref.sigma_c(b.pool, cell.n)  # a property of the population and n: the same for every seed
+    t3 = time.perf_counter()
+
+    two_net = None
+    if runs_two_net(config, cell.method):
+        x2, idx2 = training_subset(b.source, cell.n, cell.seed, part=1)
+        ema2, loss2 = train_net(config, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data, build_net)
+        v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)
+        two_net = {"v": v.tolist(), "train_loss": loss2}
+    metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
+    return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
+            "family": family(method), "method": method, "train_config": config["train"], "sigma_data": b.sigma_data,
+            "metrics": metrics_, "readout": readout.to_dict(), "two_net": two_net, "sigma_c": sigma_c,
+            "reference": b.ref.kind,
+            "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2,
+                       "two_net_s": time.perf_counter() - t3}}
