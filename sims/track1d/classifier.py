@@ -76,21 +76,27 @@ class ClassifierConfig:
 def train_classifier(x: Tensor, labels: Tensor, config: ClassifierConfig = ClassifierConfig()) -> Classifier1d:
     """Minimise cross-entropy with Adam (cosine learning-rate decay) on ``(x, labels)``; returns it in eval mode."""
     num_classes = check_labelled(x, labels, (1, 2))
-    gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     clf = Classifier1d(num_classes, 1 if x.ndim == 2 else x.shape[1], config.width, config.feature_dim)
-    opt = torch.optim.Adam(clf.parameters(), lr=config.lr)
+    return fit_minibatches(clf, F.cross_entropy, x.float(), labels.long(), config)
+
+
+def fit_minibatches(model: nn.Module, loss_fn, x: Tensor, target: Tensor, config) -> nn.Module:
+    """Minimise ``loss_fn(model(x[idx]), target[idx])`` over ``config.steps`` batches of ``config.batch_size`` items
+    drawn with replacement by a generator seeded with ``config.seed``, with Adam (``config.lr``, cosine decay to 0);
+    returns ``model`` in eval mode without gradients. The one training loop of the feature nets."""
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
-    x, labels = x.float(), labels.long()
-    clf.train()
+    model.train()
     for _ in range(config.steps):
         idx = torch.randint(x.shape[0], (config.batch_size,), generator=gen)
-        loss = F.cross_entropy(clf(x[idx]), labels[idx])
+        loss = loss_fn(model(x[idx]), target[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-    return clf.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False)
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sims.track1d.classifier import as_3d, cached_fit, conv_body
+from sims.track1d.classifier import as_3d, cached_fit, conv_body, fit_minibatches
 from theory.denoiser import check_data
 
 
@@ -91,22 +91,10 @@ def train_encoder(x: Tensor, config: EncoderConfig = EncoderConfig()) -> AutoEnc
     """Fit the standardisation to ``x``, then minimise the mean squared reconstruction error with Adam (cosine
     learning-rate decay) on batches of ``x``; returns the net in eval mode."""
     x = _check(x)
-    gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = _build(x, config)
     model.fit_scale(x)
-    target = model.standardise(x)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
-    model.train()
-    for _ in range(config.steps):
-        idx = torch.randint(x.shape[0], (config.batch_size,), generator=gen)
-        loss = F.mse_loss(model(x[idx]), target[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval().requires_grad_(False)
+    return fit_minibatches(model, F.mse_loss, x, model.standardise(x), config)
 
 
 def cached_encoder(x: Tensor, cache_dir: str | os.PathLike, config: EncoderConfig = EncoderConfig()) -> AutoEncoder1d:
