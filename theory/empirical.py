@@ -452,33 +452,29 @@ class EmpiricalDenoiser:
                 for b_lo, b_hi in self._blocks(lo, hi):
                     local = counted[rows] - (b_lo - lo)
                     r, j = ((local >= 0) & (local < b_hi - b_lo)).nonzero(as_tuple=True)
-                    part = self._dense(qr, ar, b_lo, b_hi, exact, dtype, part.m, (r, local[r, j]),
-                                       single[rows]).merge(part)
+                    part = self._dense(qr, ar, b_lo, b_hi, exact, dtype, part.m, (r, local[r, j])).merge(part)
                 total = total.put(rows, part)
         return a, total
 
     def _dense(self, q: _Query, a: _Anchor, lo: int, hi: int, exact: bool, dtype: torch.dtype, ref: Tensor,
-               counted: tuple[Tensor, Tensor], track: Tensor) -> SoftmaxStats:
+               counted: tuple[Tensor, Tensor]) -> SoftmaxStats:
         """Statistics of items ``lo:hi`` from their matmul logits (float64 from the items as given if ``exact``,
         else compute dtype), with exponentials and weighted sums in ``dtype``. The reference ``m`` is the larger
         of ``ref`` and the block's largest logit, so ``z = r - m <= 0`` (an item above ``ref``, which the
         first pass ranks only to within ``E``, rescales the sums instead of overflowing ``exp``). One fused pass
         gives ``z = g / sigma^2 - (g_a / sigma^2 + m)``, clamped at 1 + the log of ``dtype``'s smallest normal
-        number (``exp`` is tens of times slower where it returns subnormals; a clamped item weighs at most e
-        times that number against the block's largest, which weighs up to 1). The ``counted`` (rows, columns),
-        added with exact logits, get ``z = -1e4`` (weight exactly 0, and ``0 * z = 0`` in ``t``). The block's
-        largest logit and its item compete for the largest weight in the rows that ``track`` (B,) marks; in
-        the others the exact top-k carry it."""
+        number (``exp`` is tens of times slower where it returns subnormals; a clamped item then weighs at most
+        e times that number, against 1 for a logit at the reference). The ``counted`` (rows, columns),
+        added with exact logits, get ``z = -1e4``: weight exactly 0, ``0 * z = 0`` in ``t``, and out of the
+        race for the largest weight, which the others join with the same logits as in the sums."""
         items, g = self._scores(q, lo, hi, exact)
-        top, pos = g.max(1)
-        best = (top.to(torch.float64) - a.g) * q.inv_s2
-        m = torch.maximum(ref, best)
+        m = torch.maximum(ref, (g.amax(1).to(torch.float64) - a.g) * q.inv_s2)
         z = torch.addcmul((-(a.g * q.inv_s2 + m)).to(g.dtype)[:, None], g, q.inv_s2.to(g.dtype)[:, None]).to(dtype)
         z = z.clamp_min_(1 + math.log(torch.finfo(dtype).tiny)).index_put_(counted, z.new_tensor(-1e4))
+        top, pos = z.max(1)
         w = torch.exp(z)
         values = items if items.dtype == dtype else (
             self.centered[lo:hi] if self.centered.dtype == dtype else self._exact(slice(lo, hi)).to(dtype))
         # (values^T @ w^T)^T: CPU BLAS is as fast or faster that way round, 4x at d = 9
         return SoftmaxStats(m=m, s=w.sum(1, dtype=torch.float64), t=torch.linalg.vecdot(w, z).to(torch.float64),
-                            acc=(values.T @ w.T).T.to(torch.float64), best=best.masked_fill(~track, -math.inf),
-                            arg=pos + lo)
+                            acc=(values.T @ w.T).T.to(torch.float64), best=m + top.to(torch.float64), arg=pos + lo)

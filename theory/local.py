@@ -64,7 +64,7 @@ class LocalPatchDenoiser:
     """
 
     def __init__(self, data: Tensor, patch_size: int | tuple[int, ...], equivariant: bool = False,
-                 chunk_size: int = 256) -> None:
+                 chunk_size: int = 16384) -> None:
         check_data(data)
         if data.ndim not in (2, 3, 4):
             raise ValueError(f"data must have shape (n, L), (n, C, L) or (n, C, H, W), got {tuple(data.shape)}")

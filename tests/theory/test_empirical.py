@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from theory import EmpiricalDenoiser
 
@@ -127,3 +129,98 @@ def test_second_pass_in_sub_blocks(dtype, empirical_reference):
     torch.testing.assert_close(post.mean, ref["mean"], rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(post.entropy, ref["entropy"], rtol=1e-8, atol=1e-9)
     torch.testing.assert_close(post.log_normalizer, ref["log_z"], rtol=1e-12, atol=1e-9)
+
+
+# -- exactness of the precision plans and of one pass or two (docs/THEORY.md §2.1.3) -------------------------
+
+U64 = 2.0 ** -53
+
+
+def _bound(data: torch.Tensor, x: torch.Tensor, sigma: float, tol: float) -> torch.Tensor:
+    """Per query the documented bound on every logit's error, ``max(logit_tol, E(u_64))`` nats (§2.1.3)."""
+    d64, x64 = data.reshape(data.shape[0], -1).double(), x.reshape(x.shape[0], -1).double()
+    center = d64.mean(0)
+    y = (d64 - center).norm(dim=1).max().item()
+    norm = (x64 - center).norm(dim=1)
+    return (4 * U64 * ((math.sqrt(d64.shape[1]) + 2) * norm * y + y * y) / sigma ** 2).clamp_min(tol)
+
+
+def _check_against_float64(den: EmpiricalDenoiser, data: torch.Tensor, x: torch.Tensor, sigma: float, ref: dict) -> None:
+    """Weights within total variation ``e^{2 eps} - 1`` of the float64 ones (each moves by a factor within
+    ``e^{+-2 eps}``), the mean within twice that times the items' spread, ``log Z`` within ``eps``; plus the
+    rounding of float32 sums of up to a few hundred weighted items (64 u)."""
+    eps = _bound(data, x, sigma, den.logit_tol)
+    tv = torch.expm1(2 * eps) + 1e-12
+    rounding = 64 * torch.finfo(x.dtype).eps * (data.double().abs().max().item() + 1)
+    post, w = den.posterior64(x, sigma), den.weights(x, sigma).double()
+    flat = data.reshape(data.shape[0], -1).double()
+    mean = ref["mean"].reshape(x.shape[0], -1)
+    spread = (flat[None] - mean[:, None]).abs().amax(dim=(1, 2))
+    assert bool((0.5 * (w - ref["weights"]).abs().sum(1) <= tv + rounding).all())
+    assert bool(((post.mean.reshape(x.shape[0], -1) - mean).abs().amax(1) <= 2 * tv * spread + rounding).all())
+    assert bool(((post.log_normalizer - ref["log_z"]).abs() <= eps + 8 * U64 * ref["log_z"].abs()).all())
+    assert bool(((post.max_weight - ref["weights"].max(1).values).abs() <= tv + rounding).all())
+
+
+@st.composite
+def posterior_problems(draw):
+    """Float32 or float64 items, Gaussian or in clusters of near-duplicates a fraction of ``sigma`` apart (logit
+    gaps of a few nats, which float32 matmuls cannot order at small ``sigma``); queries within a few ``sigma``
+    of an item; ``sigma = 10^s``, ``s`` in [-4, 4]; chunks of 1 item to all of them."""
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    n, d = draw(st.integers(1, 200)), draw(st.integers(1, 40))
+    sigma = 10.0 ** draw(st.floats(-4, 4))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1)))
+    data = torch.randn(n, d, generator=g, dtype=torch.float64)
+    if draw(st.booleans()):
+        spread = draw(st.floats(0.1, 3.0))
+        data = data[torch.arange(n) % max(1, n // 8)] + spread * sigma * torch.randn(n, d, generator=g, dtype=torch.float64)
+    x = data[torch.randint(0, n, (4,), generator=g)] + draw(st.floats(0, 3)) * sigma * torch.randn(4, d, generator=g, dtype=torch.float64)
+    return data.to(dtype), x.to(dtype), sigma, draw(st.sampled_from([1, 3, 16, 16384])), draw(st.integers(1, 8))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=posterior_problems())
+def test_exact_against_float64_at_every_sigma(problem, empirical_reference):
+    """sigma from 1e-4 to 1e4, float32 and float64, near-ties included: whichever plan and passes the rows take,
+    the posterior is the float64 one to within the documented logit bound."""
+    data, x, sigma, chunk_size, exact_top = problem
+    den = EmpiricalDenoiser(data, chunk_size=chunk_size, exact_top=exact_top)
+    _check_against_float64(den, data, x, sigma, empirical_reference(data, x, sigma))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sigma", [1e-4, 0.03, 1.0, 3.0, 30.0, 1e4])
+def test_one_pass_or_two_decides_the_cost_not_the_answer(dtype, sigma, near_neighbours, empirical_reference, monkeypatch):
+    """The probe only chooses between one pass and two: forcing either for every query gives the same posterior,
+    the float64 one (near neighbours 0.3 sigma apart, so some logit gaps are below float32 rounding)."""
+    data = near_neighbours(300, 64, 10, 0.3 * sigma).to(dtype)
+    g = torch.Generator().manual_seed(8)
+    x = data[:12] + sigma * torch.randn(12, 64, generator=g, dtype=torch.float64).to(dtype)
+    ref = empirical_reference(data, x, sigma)
+    means = []
+    for broad in (False, True):
+        den = EmpiricalDenoiser(data, chunk_size=64, exact_top=4)
+        probe = den._probe
+        monkeypatch.setattr(den, "_probe", lambda q, probe=probe, broad=broad: (torch.full_like(probe(q)[0], broad), probe(q)[1]))
+        _check_against_float64(den, data, x, sigma, ref)
+        means.append(den.posterior64(x, sigma).mean)
+    torch.testing.assert_close(means[0], means[1], rtol=0, atol=1e-5 * float(data.double().abs().max()))
+
+
+@pytest.mark.parametrize("dtype,sigma,tol,plan", [
+    (torch.float32, 1e4, 1e-5, 0),    # float32 logits are within logit_tol
+    (torch.float32, 1.0, 1e-5, 1),    # float64 matmul, float32 softmax
+    (torch.float32, 1.0, 0.0, 2),     # no rounding allowed: float64 throughout
+    (torch.float64, 1.0, 1e-5, 0),
+])
+def test_each_precision_plan_is_exact(dtype, sigma, tol, plan, empirical_reference):
+    """The three plans of §2.1.3, each on broad and concentrated posteriors: float64 answers."""
+    g = torch.Generator().manual_seed(9)
+    data = torch.randn(500, 32, generator=g, dtype=torch.float64).to(dtype)
+    x = torch.cat([data[:6] + sigma * torch.randn(6, 32, generator=g, dtype=torch.float64).to(dtype),
+                   data[6:8] + 0.1 * sigma * torch.randn(2, 32, generator=g, dtype=torch.float64).to(dtype)])
+    den = EmpiricalDenoiser(data, chunk_size=128, logit_tol=tol)
+    q = next(den._queries(x, sigma))
+    assert bool((den._plans(q)[0] == plan).all())
+    _check_against_float64(den, data, x, sigma, empirical_reference(data, x, sigma))
