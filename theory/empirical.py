@@ -47,8 +47,8 @@ Theory: docs/THEORY.md §2.1 (and §1.2, §1.6, §1.8)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -476,5 +476,5 @@ class EmpiricalDenoiser:
         values = items if items.dtype == dtype else (
             self.centered[lo:hi] if self.centered.dtype == dtype else self._exact(slice(lo, hi)).to(dtype))
         # (values^T @ w^T)^T: CPU BLAS is as fast or faster that way round, 4x at d = 9
-        return SoftmaxStats(m=m, s=w.sum(1, dtype=torch.float64), t=torch.linalg.vecdot(w, z).to(torch.float64),
+        return SoftmaxStats(m=m, s=w.sum(1).to(torch.float64), t=torch.linalg.vecdot(w, z).to(torch.float64),
                             acc=(values.T @ w.T).T.to(torch.float64), best=m + top.to(torch.float64), arg=pos + lo)

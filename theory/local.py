@@ -19,8 +19,8 @@ training patches at position ``m`` (local; the ``M`` positions are ``M`` such de
 query patches). So the patch denoisers get its matmul logits, its exactness to ``logit_tol`` nats at every
 ``sigma`` (anchor-relative logits, exact top-k, float64 matmuls only where the query's dtype could not hold
 the logits; far queries concentrate on the nearest patch, and queries whose logits float64 cannot hold
-raise), and its skipping of the patches that carry no weight. Memory: the training patches as given and
-centred, ``2 n M C prod(patch)`` values.
+raise), and its skipping of the patches that carry no weight. Memory: up to ``2 n M C prod(patch)`` values
+(the training patches centred, and as given).
 
 Theory: docs/THEORY.md §2.5."""
 from __future__ import annotations
