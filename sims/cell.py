@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from sims import metrics
 from sims.corruption import corrupt
-from sims.grid import Cell, runs_two_net
+from sims.grid import Cell, runs_two_net, train_table
 from sims.methods import build_method, family
 from sims.preconditioning import EDMPrecond
 from sims.readout import Reference, paired_readout, two_net_ratio
@@ -31,7 +31,7 @@ from sims.training import TrainConfig, train
 from theory import EmpiricalDenoiser
 
 TWO_NET_SEED_OFFSET = 100_000  # the second net of the two-net test trains with seed ``cell.seed + offset``
-TRAIN_KEYS = ("steps", "batch_size", "lr", "lr_warmup_steps", "ema_decay", "ema_halflife_images", "ema_rampup",
+TRAIN_KEYS = ("steps", "batch_size", "lr", "lr_warmup_steps", "lr_decay", "ema_decay", "ema_halflife_images", "ema_rampup",
               "grad_clip")  # the [train] keys that are sims.training.TrainConfig fields
 NetBuilder = Callable[[dict[str, Any], tuple[int, ...]], nn.Module]  # (train table, item shape) -> raw net
 
@@ -57,12 +57,11 @@ def training_subset(source: Tensor, n: int, seed: int, part: int = 0) -> tuple[T
     return source[idx], idx
 
 
-def train_net(config: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tensor, seed: int,
+def train_net(tcfg: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tensor, seed: int,
               sigma_data: float, build_net: NetBuilder) -> tuple[nn.Module, float]:
-    """One recipe for every net of a cell: ``EDMPrecond(build_net(config["train"], item shape))`` trained on ``x``
-    (source indices ``idx`` for the fixed noisy copies) by the method's loss with ``seed``; returns the EMA
-    denoiser and the last loss."""
-    tcfg = config["train"]
+    """One recipe for every net of a cell: ``EDMPrecond(build_net(tcfg, item shape))`` trained on ``x`` (source
+    indices ``idx`` for the fixed noisy copies) by the method's loss with ``seed`` and the ``[train]`` table
+    ``tcfg``; returns the EMA denoiser and the last loss."""
     torch.manual_seed(seed)
     model = EDMPrecond(build_net(tcfg, tuple(x.shape[1:])), sigma_data=sigma_data)
     built = build_method(method, sigma_data)
@@ -98,7 +97,8 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
     item_shape = tuple(x_train.shape[1:])
 
     t0 = time.perf_counter()
-    ema, last_loss = train_net(config, method, x_train, idx, cell.seed, b.sigma_data, build_net)
+    tcfg = train_table(config, cell.dataset)
+    ema, last_loss = train_net(tcfg, method, x_train, idx, cell.seed, b.sigma_data, build_net)
     t1 = time.perf_counter()
 
     samples = generate(ema, ecfg.get("num_samples", 1000), item_shape, seed=10_000 + cell.seed,
@@ -117,12 +117,12 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
     two_net = None
     if runs_two_net(config, cell.method):
         x2, idx2 = training_subset(b.source, cell.n, cell.seed, part=1)
-        ema2, loss2 = train_net(config, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data, build_net)
+        ema2, loss2 = train_net(tcfg, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data, build_net)
         v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)
         two_net = {"v": v.tolist(), "train_loss": loss2}
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
-            "family": family(method), "method": method, "train_config": config["train"], "sigma_data": b.sigma_data,
+            "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
             "metrics": metrics_, "readout": readout.to_dict(), "two_net": two_net, "sigma_c": sigma_c,
             "reference": b.ref.kind,
             "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2,

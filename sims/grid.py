@@ -25,10 +25,12 @@ of the tables ``TRAIN``, ``EVAL``, ``DATASET`` and ``REQUIRED`` below, the metho
 a dataset entry whose schema allows ``seeds`` runs those seeds instead of ``run.seeds``)::
 
     [run]      seeds (required), workers, threads
-    [train]    every cell's training: arch, width, depth, channel_mult, attention, steps, batch_size, lr, ...
+    [train]    every cell's training: arch, width, depth, channel_mult, attention, steps, batch_size, lr,
+               lr_warmup_steps, lr_decay, ema_decay / ema_halflife_images, ...
     [eval]     sampling and readout: readout_sigmas (required), num_samples, sampler, sampler_steps, ...
     [[datasets]]  name, kind ("mnist1d" | "ecg" | "gmm" | "file"), n = [...], source, test, pool (required);
-                  methods = "all" or [...], data_seed, gmm = {...}, beats_per_recording; for kind "file": path
+                  methods = "all" or [...], data_seed, gmm = {...}, beats_per_recording, train = {...} (keys of
+                  [train] that override it for this dataset's cells: a recipe sweep); for kind "file": path
                   (required) and labels (``sims.track1d.files.read_signals``)
     [[methods]]   name and a method spec of ``sims.methods`` (loss, noise = {kind = ...}, sigma_n, weighting)
 """
@@ -114,8 +116,9 @@ RUN: dict[str, Check] = {"seeds": _list_of(_int(0)), "workers": _int(1), "thread
 TRAIN: dict[str, Check] = {  # read by sims.track1d.cell.build_net and sims.cell.train_net (TrainConfig)
     "arch": _one_of("mlp", "unet"), "width": _int(1), "depth": _int(0), "channel_mult": _list_of(_int(1)),
     "attention": BOOL, "steps": _int(1), "batch_size": _int(1),
-    "lr": POSITIVE, "lr_warmup_steps": _int(0), "ema_decay": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "grad_clip": POSITIVE}
+    "lr": POSITIVE, "lr_warmup_steps": _int(0), "lr_decay": _one_of("none", "cosine"),
+    "ema_decay": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"), "ema_halflife_images": POSITIVE,
+    "ema_rampup": POSITIVE, "grad_clip": POSITIVE}
 EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
@@ -133,7 +136,8 @@ DATASET: dict[str, Check] = {
     "path": (lambda v: isinstance(v, str) and v != "",
              "a path to a .npy, .npz, .csv, .tsv or .ts file of signals (kind 'file'; relative to the working folder)"),
     "labels": (lambda v: isinstance(v, str) and v != "",
-               "the name of the label column (.csv) or array (.npz) of the file (kind 'file')")}
+               "the name of the label column (.csv) or array (.npz) of the file (kind 'file')"),
+    "train": (lambda v: isinstance(v, dict), "a table of [train] keys that override [train] for this dataset's cells")}
 REQUIRED = {"run": ("seeds",), "eval": ("readout_sigmas",), "datasets": ("name", "kind", "n", "source", "test", "pool")}
 
 
@@ -214,6 +218,8 @@ def check_config(config: Any, source: str = "config", schema: Schema = GRID_1D) 
     for d in datasets:
         where = f"{source}, dataset {d.get('name')!r}"
         _check_section(d, schema.dataset, where, "datasets.", schema.required)
+        if "train" in d:
+            _check_section(d["train"], schema.train, where, "datasets.train.", {})
         unknown = [] if d.get("methods", "all") == "all" else sorted(set(d["methods"]) - set(names))
         if unknown:
             raise ValueError(f"{where}: datasets.methods must name configured methods, unknown: {unknown}")
@@ -227,6 +233,12 @@ def check_config(config: Any, source: str = "config", schema: Schema = GRID_1D) 
     _check_section(config["eval"], schema.eval, source, "eval.", schema.required)
     if schema.check is not None:
         schema.check(config, source)
+
+
+def train_table(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The ``[train]`` table of ``dataset``'s cells: ``[train]`` with the dataset entry's ``train`` keys over it."""
+    spec = next(d for d in config["datasets"] if d["name"] == dataset)
+    return {**config["train"], **spec.get("train", {})}
 
 
 def runs_two_net(config: dict[str, Any], method: str) -> bool:

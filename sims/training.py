@@ -43,13 +43,16 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("model", "ema", "optimizer", "rng", "step", "data")  # what _save writes (and "config")
 LOG = "log.jsonl"
 _PERM, _FLIP, _DROPOUT, _LOSS = 1, 2, 3, 4  # domain tags that keep the derived seeds of each use apart
+LR_DECAYS = ("none", "cosine")
 ORDER_BLOCK = 64  # steps whose batch indices are drawn at once
 FUSED_ADAM_DEVICES = ("cpu", "cuda")  # where torch.optim.Adam(fused=True) runs
 
 
 @dataclass
 class TrainConfig:
-    """Training hyper-parameters. ``ema_halflife_images`` (EDM style) overrides ``ema_decay`` when set:
+    """Training hyper-parameters. The learning rate rises linearly over ``lr_warmup_steps`` and then, with
+    ``lr_decay = "cosine"``, falls as ``lr (1 + cos(pi t)) / 2`` to 0 at the last step (``t``: the share of the
+    steps after warm-up done; ``lr_at``). ``ema_halflife_images`` (EDM style) overrides ``ema_decay`` when set:
     the per-step decay is ``0.5 ** (batch_size / halflife)``, with the half-life capped at
     ``ema_rampup * images_seen`` when ``ema_rampup`` is set. ``micro_batch`` (default: the per-rank batch)
     is the gradient-accumulation chunk and the unit of randomness."""
@@ -58,6 +61,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-4
     lr_warmup_steps: int = 0
+    lr_decay: str = "none"
     ema_decay: float = 0.999
     ema_halflife_images: float | None = None
     ema_rampup: float | None = None
@@ -82,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"lr must be finite and > 0, got {self.lr}")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {list(LR_DECAYS)}, got {self.lr_decay!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.ema_halflife_images is not None and not self.ema_halflife_images > 0:
@@ -123,6 +129,15 @@ def make_adam(params: Iterable[Tensor], lr: float, device: torch.device) -> torc
     """The trainer's optimizer: ``torch.optim.Adam`` with its fused kernel on CPU and CUDA (the same update as
     the default per-tensor loop up to float rounding, several times faster), torch's default elsewhere."""
     return torch.optim.Adam(params, lr=lr, fused=True if device.type in FUSED_ADAM_DEVICES else None)
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """The learning rate of (0-based) ``step``: linear warm-up, then constant or cosine decay (``TrainConfig``)."""
+    warm = min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else 1.0
+    if config.lr_decay == "none" or step < config.lr_warmup_steps:
+        return config.lr * warm
+    t = (step - config.lr_warmup_steps) / max(1, config.steps - config.lr_warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def ema_beta(config: TrainConfig, step: int) -> float:
@@ -265,7 +280,7 @@ def train(model: nn.Module, loss: LossFn, x0: Tensor, config: TrainConfig, y: Te
             order = batch_index_block(x0.shape[0], config.seed, step, min(ORDER_BLOCK, config.steps - step),
                                       config.batch_size).to(device)
         for group in opt.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else config.lr
+            group["lr"] = lr_at(config, step)
         opt.zero_grad(set_to_none=True)
         done = step + 1
         log_now = done % config.log_every == 0 or done == config.steps
