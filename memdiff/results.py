@@ -23,7 +23,7 @@ from sims.stats import t_interval  # §7.1; lives in sims.stats, imported back f
 
 METRICS = ("copy_share", "nn_distance", "cosine_share", "fd", "wasserstein", "js", "wasserstein_train", "js_train",
            "mmd", "copy_onset",
-           "train_loss", "ref_copy_share", "ref_nn_distance", "ref_cosine_share", "ref_fd", "ref_wasserstein")
+           "train_loss", "train_s", "ref_copy_share", "ref_nn_distance", "ref_cosine_share", "ref_fd", "ref_wasserstein")
 
 
 def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -43,7 +43,8 @@ def load_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, di
         r["method"] = canonical(r.get("method", {}))
         r["readout"] = Readout.from_dict(r["readout"]).to_dict()
     rows = [{**r["cell"], "family": r["family"], "sigma_c": r.get("sigma_c", math.nan), **r["metrics"],
-             "copy_onset": copy_onset(r["readout"]["sigma"], r["readout"]["ratio"])} for r in raw.values()]
+             "copy_onset": copy_onset(r["readout"]["sigma"], r["readout"]["ratio"]),
+             "train_s": r.get("timing", {}).get("train_s", math.nan)} for r in raw.values()]
     return pd.DataFrame(rows), raw
 
 

@@ -8,7 +8,9 @@ training (``sims.training``), ``eval.num_samples`` samples, memorization against
 (docs/THEORY.md §6.6) with the training set (``*_train``, Vu et al.'s comparison) and with held-out reals, the
 same numbers for held-out reals in place of samples (``ref_*``), the readout (calibrated r(sigma), the held-out
 gap, losses; §6.1, §6.2, §6.8), with ``eval.two_net`` the two-net ratio V(sigma) (§6.9) of a second net trained
-by the same recipe on a disjoint subset, and sigma_C (§3.5) with the reference's density.
+by the same recipe on a disjoint subset, sigma_C (§3.5) with the reference's density, and with
+``eval.closed_form_samples = k`` the copy share of ``k`` samples of the exact optimum of the same training set
+by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's).
 """
 from __future__ import annotations
 
@@ -120,6 +122,11 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
         ema2, loss2 = train_net(tcfg, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data, build_net)
         v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)
         two_net = {"v": v.tolist(), "train_loss": loss2}
+    if k := ecfg.get("closed_form_samples", 0):  # the exact optimum of the same set, same sampler (§2.1)
+        emp = generate(EmpiricalDenoiser(x_train), k, item_shape, seed=10_000 + cell.seed,
+                       steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
+                       sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
+        m["emp_copy_share"] = metrics.memorization_report(emp, x_train)["copy_share"]
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
             "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
