@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figs theory": ("memdiff.figs_theory", "regenerate the theory figures (runs/figs; --publish: paper_figs/)"),
     "figs sim": ("memdiff.figs_sim", "regenerate the 1D-track table and figures (runs/figs; --publish: paper_figs/)"),
     "figs curve": ("memdiff.figs_curve", "memorization against n, trained beside closed forms (runs/figs; --publish)"),
+    "figs explain": ("memdiff.figs_explain", "r^2 of closed forms against trained nets per sigma (runs/figs; --publish)"),
     "bench theory": ("memdiff.bench_theory", "empirical denoiser and local patch denoiser against their GEMM time"),
     "bench sim": ("memdiff.bench_sim", "1D training steps/s and sampling throughput"),
     "bench image": ("memdiff.bench_image", "image U-Net training and sampling throughput"),

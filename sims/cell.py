@@ -10,7 +10,8 @@ same numbers for held-out reals in place of samples (``ref_*``), the readout (ca
 gap, losses; §6.1, §6.2, §6.8), with ``eval.two_net`` the two-net ratio V(sigma) (§6.9) of a second net trained
 by the same recipe on a disjoint subset, sigma_C (§3.5) with the reference's density, and with
 ``eval.closed_form_samples = k`` the copy share of ``k`` samples of the exact optimum of the same training set
-by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's).
+by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's), and with ``eval.explain``
+the explained share r^2 of the net's corrections by each closed form per sigma (``explained``; §6.10).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from sims import metrics
 from sims.corruption import corrupt
+from sims.explain import DEFAULT_PATCHES, closed_forms_for_cell, explained_variance
 from sims.grid import Cell, runs_two_net, train_table
 from sims.methods import build_method, family
 from sims.preconditioning import EDMPrecond
@@ -59,6 +61,11 @@ def training_subset(source: Tensor, n: int, seed: int, part: int = 0) -> tuple[T
     return source[idx], idx
 
 
+def noisy_copies(method: dict[str, Any], x: Tensor, idx: Tensor, seed: int) -> Tensor | None:
+    """The fixed noisy copies a method trains on (§4.8; source indices ``idx``), ``None`` for one on clean items."""
+    return corrupt(x, idx, method["sigma_n"], seed=seed) if build_method(method).needs_noisy_copies else None
+
+
 def train_net(tcfg: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tensor, seed: int,
               sigma_data: float, build_net: NetBuilder) -> tuple[nn.Module, float]:
     """One recipe for every net of a cell: ``EDMPrecond(build_net(tcfg, item shape))`` trained on ``x`` (source
@@ -67,7 +74,7 @@ def train_net(tcfg: dict[str, Any], method: dict[str, Any], x: Tensor, idx: Tens
     torch.manual_seed(seed)
     model = EDMPrecond(build_net(tcfg, tuple(x.shape[1:])), sigma_data=sigma_data)
     built = build_method(method, sigma_data)
-    y = corrupt(x, idx, method["sigma_n"], seed=seed) if built.needs_noisy_copies else None
+    y = noisy_copies(method, x, idx, seed)
     result = train(model, built.loss, x, TrainConfig(**{k: tcfg[k] for k in TRAIN_KEYS if k in tcfg}, seed=seed,
                                                      progress=False), y=y)
     return result.ema, result.last_loss
@@ -122,15 +129,23 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
         ema2, loss2 = train_net(tcfg, method, x2, idx2, cell.seed + TWO_NET_SEED_OFFSET, b.sigma_data, build_net)
         v = two_net_ratio(ema, ema2, x_train, x2, b.test, sigmas, num_items=items, seed=cell.seed)
         two_net = {"v": v.tolist(), "train_loss": loss2}
+    t4 = time.perf_counter()
+    timing = {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2, "two_net_s": t4 - t3}
     if k := ecfg.get("closed_form_samples", 0):  # the exact optimum of the same set, same sampler (§2.1)
         emp = generate(EmpiricalDenoiser(x_train), k, item_shape, seed=10_000 + cell.seed,
                        steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
                        sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
         m["emp_copy_share"] = metrics.memorization_report(emp, x_train)["copy_share"]
+        timing["closed_form_samples_s"] = time.perf_counter() - t4
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
+    explained, t5 = {}, time.perf_counter()
+    if ecfg.get("explain", False):  # what the net is, per sigma (§6.10): its first net against the closed forms
+        y = noisy_copies(method, x_train, idx, cell.seed)
+        forms = closed_forms_for_cell(x_train, b.pool, b.ref, noisy=y, sigma_n=None if y is None else method["sigma_n"],
+                                      patches=ecfg.get("explain_patches", DEFAULT_PATCHES))
+        explained["explained"] = explained_variance(ema, forms, b.test, sigmas, num_items=items, seed=cell.seed)
+        timing["explain_s"] = time.perf_counter() - t5
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
             "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
             "metrics": metrics_, "readout": readout.to_dict(), "two_net": two_net, "sigma_c": sigma_c,
-            "reference": b.ref.kind,
-            "timing": {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2,
-                       "two_net_s": time.perf_counter() - t3}}
+            "reference": b.ref.kind, "timing": timing, **explained}

@@ -122,7 +122,9 @@ TRAIN: dict[str, Check] = {  # read by sims.track1d.cell.build_net and sims.cell
 EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
-    "classifier_steps": _int(1), "closed_form_samples": _int(0),
+    "classifier_steps": _int(1), "closed_form_samples": _int(0), "explain": BOOL,
+    "explain_patches": _list_of(((lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1),
+                                 "an odd integer >= 1 (a patch size of the local closed forms, §6.10)")),
     "two_net": ((lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(m, str) for m in v))),
                 "true, false or a list of method names (the methods whose cells run the two-net test)"),
     "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)")}
