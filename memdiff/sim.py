@@ -35,7 +35,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """The flags of every grid command (``memdiff sim``, ``memdiff image grid``) besides ``--config`` and ``--out``."""
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: run.workers)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: run.threads)")
-    parser.add_argument("--only", default=None, help=f"glob over cell ids, e.g. '{example}'")
+    parser.add_argument("--only", default=None, help=f"glob over cell ids, e.g. '{example}' (several: separated by commas)")
     parser.add_argument("--list", action="store_true", help="list the cells and whether each is done, then exit")
 
 

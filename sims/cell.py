@@ -10,8 +10,10 @@ same numbers for held-out reals in place of samples (``ref_*``), the readout (ca
 gap, losses; §6.1, §6.2, §6.8), with ``eval.two_net`` the two-net ratio V(sigma) (§6.9) of a second net trained
 by the same recipe on a disjoint subset, sigma_C (§3.5) with the reference's density, and with
 ``eval.closed_form_samples = k`` the copy share of ``k`` samples of the exact optimum of the same training set
-by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's), and with ``eval.explain``
-the explained share r^2 of the net's corrections by each closed form per sigma (``explained``; §6.10).
+by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's), with ``eval.explain``
+the explained share r^2 of the net's corrections by each closed form per sigma (``explained``; §6.10), and with
+``eval.preview_samples = k`` the first ``k`` samples beside their nearest training items (``preview``: item
+``shape``, ``samples``, ``nearest`` and their ``distance_ratio`` d1/d2, rounded to 4 decimals; for pictures).
 """
 from __future__ import annotations
 
@@ -138,6 +140,13 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
         m["emp_copy_share"] = metrics.memorization_report(emp, x_train)["copy_share"]
         timing["closed_form_samples_s"] = time.perf_counter() - t4
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
+    preview = {}
+    if k := ecfg.get("preview_samples", 0):  # the first k samples beside their nearest training items (pictures)
+        d, nn = metrics.nearest_neighbours(samples[:k], x_train, k=2)
+        ratio = d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny)
+        rounded = lambda t: t.double().round(decimals=4).tolist()  # noqa: E731
+        preview["preview"] = {"shape": list(item_shape), "samples": rounded(samples[:k]),
+                              "nearest": rounded(x_train[nn[:, 0]]), "distance_ratio": rounded(ratio)}
     explained, t5 = {}, time.perf_counter()
     if ecfg.get("explain", False):  # what the net is, per sigma (§6.10): its first net against the closed forms
         y = noisy_copies(method, x_train, idx, cell.seed)
@@ -148,4 +157,4 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
             "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,
             "metrics": metrics_, "readout": readout.to_dict(), "two_net": two_net, "sigma_c": sigma_c,
-            "reference": b.ref.kind, "timing": timing, **explained}
+            "reference": b.ref.kind, "timing": timing, **explained, **preview}

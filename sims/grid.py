@@ -123,6 +123,7 @@ EVAL: dict[str, Check] = {
     "num_samples": _int(2), "sampler": _one_of(*sorted(DETERMINISTIC)), "sampler_steps": _int(1),
     "sigma_min": POSITIVE, "sigma_max": POSITIVE, "readout_sigmas": _list_of(POSITIVE), "readout_items": _int(1),
     "classifier_steps": _int(1), "closed_form_samples": _int(0), "explain": BOOL,
+    "preview_samples": _int(0),  # > 0: the result's "preview", the first k samples beside their nearest train items
     "explain_patches": _list_of(((lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1),
                                  "an odd integer >= 1 (a patch size of the local closed forms, §6.10)")),
     "two_net": ((lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(m, str) for m in v))),
@@ -273,7 +274,8 @@ def _check_section(section: Any, schema: dict[str, Check], source: str, where: s
 
 
 def expand_grid(config: dict[str, Any], only: str | None = None) -> list[Cell]:
-    """All cells, seed-major (a killed grid leaves whole seeds done), filtered by the glob ``only``; a dataset entry
+    """All cells, seed-major (a killed grid leaves whole seeds done), filtered by ``only`` (a glob over cell ids, or
+    several separated by commas: a cell matching any of them is kept, in grid order); a dataset entry
     with ``seeds`` runs those instead of ``run.seeds``."""
     methods = [m["name"] for m in config["methods"]]
     seeds = {d["name"]: d.get("seeds", config["run"]["seeds"]) for d in config["datasets"]}
@@ -282,7 +284,8 @@ def expand_grid(config: dict[str, Any], only: str | None = None) -> list[Cell]:
              for d in config["datasets"] if seed in seeds[d["name"]]
              for n in d["n"]
              for m in (methods if d.get("methods", "all") == "all" else d["methods"])]
-    return [c for c in cells if only is None or fnmatch(c.id, only)]
+    globs = None if only is None else only.split(",")
+    return [c for c in cells if globs is None or any(fnmatch(c.id, g) for g in globs)]
 
 
 # ---- cell files -----------------------------------------------------------------------------------------

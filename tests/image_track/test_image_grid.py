@@ -143,3 +143,23 @@ def test_feature_cosine_scores_an_exact_copy_1_and_a_shuffled_image_below_the_th
     report = metrics.memorization_report(torch.cat([probe, shuffled]), train, features=fn(torch.cat([probe, shuffled])),
                                          train_features=fn(train))
     assert report["cosine_share"] == 0.5 and report["copy_share"] == 0.5
+
+
+def test_preview_samples_puts_the_first_samples_beside_their_nearest_training_rows(tiny, tmp_path):
+    from image_track.grid_cell import _bundle, _spec, run_image_grid
+    from sims.cell import training_subset
+
+    tiny.write_text(TINY.replace('two_net = ["edm"]', "two_net = false\npreview_samples = 2"))
+    config = load_config(tiny, IMAGE_GRID)
+    run_image_grid(config, tmp_path / "out", only="*-edm-*", log=lambda _: None)
+    p = read_cell(cell_path(tmp_path / "out", expand_grid(config)[0]))["preview"]
+    train, _ = training_subset(_bundle(_spec(config, "digits")).source, 20, 0)  # the cell's training subset
+    samples, nearest = torch.tensor(p["samples"]), torch.tensor(p["nearest"])
+    assert p["shape"] == [1, 8, 8] and samples.shape == nearest.shape == (2, 1, 8, 8)
+    flat = train.reshape(20, -1).double()
+    to_rows = torch.cdist(nearest.reshape(2, -1).double(), flat)  # each "nearest" is a training row (to 4 decimals)
+    assert (to_rows.min(dim=1).values < 1e-3).all()
+    d = torch.cdist(samples.reshape(2, -1).double(), flat)  # and the nearest one
+    torch.testing.assert_close((samples - nearest).reshape(2, -1).double().norm(dim=1), d.min(dim=1).values,
+                               atol=1e-3, rtol=0)
+    assert all(0 < r <= 1 for r in p["distance_ratio"])

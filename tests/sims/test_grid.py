@@ -30,6 +30,8 @@ def test_expand_grid_is_seed_major_and_respects_per_dataset_methods():
     assert [c.seed for c in cells] == [0] * 5 + [1] * 5
     assert Cell("b", 10, "m2", 1) in cells and Cell("b", 10, "m1", 1) not in cells
     assert [c.id for c in expand_grid(CONFIG, only="a-n20-*-s1")] == ["a-n20-m1-s1", "a-n20-m2-s1"]
+    several = expand_grid(CONFIG, only="a-n20-m2-s1,a-n20-m1-*")  # any of the globs, in grid order
+    assert [c.id for c in several] == [c.id for c in cells if c.id == "a-n20-m2-s1" or c.id.startswith("a-n20-m1-")]
 
 
 def test_run_grid_writes_each_cell_and_skips_done_ones(tmp_path):
