@@ -22,11 +22,16 @@ and a sentence naming each part's outcome (the rules: §7.6).
   equivalence of ``log(copy_onset / sigma_C)`` with 0 within ``log 2`` (TOST).
 - C7 ambient + CI beats either alone: ``ambient_1.0_ci_edm_*`` against ``ambient_1.0`` and ``ci_edm_*``.
 
+The grid config's ``[eval]`` fixes two options of the C1 and C6 rules before a grid runs (:class:`ReadoutRules`,
+§7.7): ``c6_onset = "band_top"`` judges ``log(band_top / sigma_C)`` instead (``sims.readout.copy_band_top``),
+``c1_min_gap = g`` lets C1 be reproduced only if the seed-mean ``G_low >= g`` (else ``partly``). Without them
+the issue-#9 rules apply.
+
 For the CI claims (C4, C5, C7) the abstract's literal reading of "later denoising steps" (the last reverse
 steps: low noise, small t; methods named ``*_low*``) is the headline; the high-noise reading (``*_high*``)
 is judged in its own rows, never substituted for it.
 
-Theory: docs/THEORY.md §7.2-7.3, §7.5-7.6."""
+Theory: docs/THEORY.md §7.2-7.3, §7.5-7.7."""
 from __future__ import annotations
 
 import math
@@ -50,7 +55,7 @@ METRIC_WORDS = {"copy_share": "copy share", "nn_distance": "nearest-item distanc
                 "wasserstein": "PCA Wasserstein", "js": "JS",
                 "gap_contrast": "log G below sigma_C/2 minus above 2 sigma_C",
                 "r_contrast": "r above 2 sigma_C minus below sigma_C/2",
-                "log_onset_ratio": "log(copy_onset / sigma_C)"}
+                "log_onset_ratio": "log(copy_onset / sigma_C)", "log_band_top_ratio": "log(band_top / sigma_C)"}
 
 
 # ---- verdict rules (§7.6) -------------------------------------------------------------------------------
@@ -162,6 +167,38 @@ CLAIMS = {
                 "sigma_C", (Part("log_onset_ratio", "equal"),)),
 }
 C6_FACTOR = 2.0  # C6's margin: |log(copy_onset / sigma_C)| < log 2, i.e. the onset within [sigma_C / 2, 2 sigma_C]
+C6_QUANTITIES = {"onset": CLAIMS["C6"],  # eval.c6_onset -> C6 judged on that quantity (§7.7)
+                 "band_top": Claim("C6", "sigma_C predicts where a trained net starts to copy: band_top (the upper "
+                                   "end of the band of r <= 1/2 around r's minimum) within a factor of 2 of sigma_C",
+                                   (Part("log_band_top_ratio", "equal"),))}
+
+
+@dataclass(frozen=True)
+class ReadoutRules:
+    """The options of the C1 and C6 rules fixed in the grid config's ``[eval]`` before the grid runs (§7.7); the
+    defaults are the issue-#9 rules. ``c6_onset``: C6's quantity, ``"onset"`` (``copy_onset``) or ``"band_top"``
+    (``copy_band_top``), each over ``sigma_C``; ``c1_min_gap``: None, or a number ``g > 1`` that C1's seed-mean
+    ``G_low`` must reach for ``reproduced`` (else ``partly``)."""
+    c6_onset: str = "onset"
+    c1_min_gap: float | None = None
+
+    def __post_init__(self):
+        if self.c6_onset not in C6_QUANTITIES:
+            raise ValueError(f"eval.c6_onset must be one of {list(C6_QUANTITIES)}, got {self.c6_onset!r}")
+        g = self.c1_min_gap
+        if g is not None and (isinstance(g, bool) or not (isinstance(g, (int, float)) and math.isfinite(g) and g > 1)):
+            raise ValueError(f"eval.c1_min_gap must be a finite number > 1, got {g!r}")
+
+    def claim(self, key: str) -> Claim:
+        """The claim judged on the readout bands: C6 on the quantity of ``c6_onset``, C1 as it stands."""
+        return C6_QUANTITIES[self.c6_onset] if key == "C6" else CLAIMS[key]
+
+
+def readout_rules(grid: Mapping | None) -> ReadoutRules:
+    """The C1 and C6 rule options of a grid config (``eval.c6_onset``, ``eval.c1_min_gap``), the issue-#9
+    defaults when the config or keys are absent."""
+    ev = (grid or {}).get("eval") or {}
+    return ReadoutRules(ev.get("c6_onset", "onset"), ev.get("c1_min_gap"))
 
 
 def equivalence_margin(grid: Mapping | None) -> float:
@@ -210,10 +247,20 @@ def _paired_verdict(row: dict, claim: Claim, margin: float) -> tuple[str, str]:
     return verdict([judge_part(p, row["diffs"][p.metric], row[p.metric + "_base"], margin) for p in claim.parts])
 
 
-def _band_verdict(g: pd.DataFrame, claim: Claim) -> tuple[str, str]:
-    """``claim`` (C1, C6) on one (dataset, n, method) group of ``readout_bands`` (§7.7)."""
-    return verdict([judge_part(p, g[p.metric].to_numpy(dtype=float), math.nan, width=math.log(C6_FACTOR))
-                    for p in claim.parts])
+def _band_verdict(g: pd.DataFrame, claim: Claim, rules: ReadoutRules = ReadoutRules()) -> tuple[str, str]:
+    """``claim`` (C1, C6) on one (dataset, n, method) group of ``readout_bands`` (§7.7); C6 on the quantity of
+    ``rules.c6_onset``, and with ``rules.c1_min_gap = g`` a reproduced C1 whose seed-mean ``G_low < g`` is partly."""
+    claim = rules.claim(claim.key)
+    word, sentence = verdict([judge_part(p, g[p.metric].to_numpy(dtype=float), math.nan, width=math.log(C6_FACTOR))
+                              for p in claim.parts])
+    if claim.key == "C1" and rules.c1_min_gap is not None:
+        gap = g["G_low"].to_numpy(dtype=float)
+        gap = float(gap[np.isfinite(gap)].mean()) if np.isfinite(gap).any() else math.nan
+        below = not gap >= rules.c1_min_gap  # NaN: no gap to show
+        if word == REPRODUCED and below:
+            word = PARTLY
+        sentence += f" Seed-mean G_low = {gap:.3g} {'<' if below else '>='} {rules.c1_min_gap:g} (eval.c1_min_gap)."
+    return word, sentence
 
 
 def verdict_table(rows: list[dict], claim: Claim, margin: float = DEFAULT_MARGIN) -> str:
@@ -281,7 +328,8 @@ def readout_bands(raw: dict[str, dict], methods=("edm", "ddpm")) -> pd.DataFrame
     ``2 sigma_C`` (``_high``) of the calibrated ``r`` (§6.1), the train/held-out gap ``G`` (§6.8; ``G_*`` its
     geometric mean), the two-net ratio ``V`` (§6.9; NaN without the test) and the theory's ``M``; the contrasts
     C1 judges, ``gap_contrast = log G_low - log G_high`` and ``r_contrast = r_high - r_low``; and C6's
-    ``log_onset_ratio = log(copy_onset / sigma_C)``."""
+    ``log_onset_ratio = log(copy_onset / sigma_C)`` or, with ``eval.c6_onset = "band_top"``,
+    ``log_band_top_ratio = log(band_top / sigma_C)``."""
     rows = []
     for r in raw.values():
         cell = r["cell"]
@@ -303,18 +351,20 @@ def readout_bands(raw: dict[str, dict], methods=("edm", "ddpm")) -> pd.DataFrame
         row.update(band_top=copy_band_top(s, ro.ratio),
                    gap_contrast=math.log(row["G_low"]) - math.log(row["G_high"]),
                    r_contrast=row["r_high"] - row["r_low"], log_onset_ratio=math.log(row["onset_over_sigma_c"]))
+        row["log_band_top_ratio"] = math.log(row["band_top"] / r["sigma_c"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def readout_verdicts(bands: pd.DataFrame, claim: Claim) -> str:
+def readout_verdicts(bands: pd.DataFrame, claim: Claim, rules: ReadoutRules = ReadoutRules()) -> str:
     """C1 or C6 per (dataset, n, method): the claim's parts judged on the per-seed values of their metric
-    (``readout_bands``) by the rules of §7.6, C6's equal part with the absolute margin ``log C6_FACTOR``."""
+    (``readout_bands``) by the rules of §7.6, C6's equal part with the absolute margin ``log C6_FACTOR``, with
+    the options ``rules`` of §7.7."""
     if bands.empty:
         return "No cells for this table in this grid.\n"
     lines = ["| dataset | n | method | seeds | verdict | parts |", "|---|---|---|---|---|---|"]
     for (dataset, n, method), g in bands.groupby(["dataset", "n", "method"], sort=True):
-        word, sentence = _band_verdict(g, claim)
+        word, sentence = _band_verdict(g, claim, rules)
         lines.append(f"| {dataset} | {n} | {method} | {len(g)} | **{word}** | {sentence} |")
     return "\n".join(lines) + "\n"
 
@@ -337,11 +387,27 @@ def _parts_line(claim: Claim, margin: float, equal_means: str | None = None) -> 
     return f"Claim: {claim.text}. Parts: {'; '.join(parts)}" + (f"; equal = {equal_means}" if equal else "") + ".\n"
 
 
-def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN) -> str:
+def _rules_lines(rules: ReadoutRules) -> dict[str, str]:
+    """Per readout claim, the line naming the rule option that applied (§7.7)."""
+    default = " (the default, issue #9)"
+    c6 = {"onset": "onset = `copy_onset`, where the band of r <= 1/2 that starts at the smallest sigma ends",
+          "band_top": "band_top = `copy_band_top`, the upper end of the band of r <= 1/2 around r's minimum"}
+    gap = ("none: reproduced needs only the two contrasts" + default if rules.c1_min_gap is None else
+           f"seed-mean G_low >= {rules.c1_min_gap:g} for reproduced, else partly")
+    return {"C1": f"C1 gap floor (eval.c1_min_gap): {gap}.\n",
+            "C6": f"C6 quantity (eval.c6_onset): {c6[rules.c6_onset]}" + (default if rules.c6_onset == "onset" else "")
+                  + "; judged: its log over sigma_C.\n"}
+
+
+def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN,
+                    rules: ReadoutRules = ReadoutRules()) -> str:
     """All claim tables, for the methods present in ``df``: per judged claim (C2, C4, C5, C7) a verdict per
-    paired row (§7.6, equal-quality ``margin`` a fraction of the baseline's mean) above its paired table."""
+    paired row (§7.6, equal-quality ``margin`` a fraction of the baseline's mean) above its paired table; C1 and
+    C6 per baseline cell group by the rules of §7.7 with the options ``rules``."""
     pairs = comparisons(set(df.method))
     bands = readout_bands(raw)
+    said = _rules_lines(rules)
+    judged_c6 = "band_top" if rules.c6_onset == "band_top" else "onset_over_sigma_c"
 
     def section(key: str) -> list[str]:
         return [_parts_line(CLAIMS[key], margin), *_claim_section(df, CLAIMS[key], pairs[key], margin)]
@@ -358,7 +424,7 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              "holds; else **contradicted** if its core (first) part's opposite holds; else **partly** if some "
              "directional part holds; else **not shown**.\n",
              "## C1: where the trained net copies (r = 0: empirical optimum, 1: generalizing reference)\n",
-             _parts_line(CLAIMS["C1"], margin), readout_verdicts(bands, CLAIMS["C1"]),
+             _parts_line(CLAIMS["C1"], margin), said["C1"], readout_verdicts(bands, CLAIMS["C1"], rules),
              _summary_table(bands, ["dataset", "n", "method"],
                             ["sigma_c", "r_low", "r_high", "G_low", "G_high", "V_low", "V_high", "M_low", "M_high"]),
              "`_low`: mean over readout levels sigma <= sigma_C / 2; `_high`: sigma >= 2 sigma_C. `r`: calibrated "
@@ -372,19 +438,21 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              *section("C4"),
              "## C5: CI timestep sampling against uniform steps (DDPM form) and EDM (log-sigma form)\n",
              *section("C5"),
-             "## C6: copy onset against sigma_C\n",
-             _parts_line(CLAIMS["C6"], margin, f"TOST within ±log {C6_FACTOR:g} (a factor of {C6_FACTOR:g})"),
-             readout_verdicts(bands, CLAIMS["C6"]),
+             f"## C6: copy onset against sigma_C (quantity: {rules.c6_onset}, eval.c6_onset)\n",
+             _parts_line(rules.claim("C6"), margin, f"TOST within ±log {C6_FACTOR:g} (a factor of {C6_FACTOR:g})"),
+             said["C6"], readout_verdicts(bands, CLAIMS["C6"], rules),
              _summary_table(bands.assign(band_top_over_sigma_c=bands.band_top / bands.sigma_c) if len(bands) else bands,
                             ["dataset", "n", "method"],
                             ["sigma_c", "onset_over_sigma_c", "band_top", "band_top_over_sigma_c"]),
-             "`onset_over_sigma_c`: `copy_onset / sigma_C`, the rule's quantity: `copy_onset` is where the copying "
+             "`onset_over_sigma_c`: `copy_onset / sigma_C`: `copy_onset` is where the copying "
              "band that starts at the smallest readout sigma ends (the first sigma at which r rises above 1/2); "
              "NaN where r is above 1/2 already at the smallest sigma. Post hoc, added after the re-run showed "
              "r ~ 1 at sigma = 0.01 for every net (there every denoiser is near the identity, so r's numerator "
              "and denominator are both ~ sigma^2 d and the rule's onset is undefined): `band_top`, the upper end "
-             "of the band of r <= 1/2 around r's minimum (`band_top`; NaN if r never falls to 1/2). Shown, not "
-             "judged.\n",
+             "of the band of r <= 1/2 around r's minimum (`band_top`; NaN if r never falls to 1/2). Judged here: "
+             f"`{judged_c6}` (" + ("eval.c6_onset = \"band_top\", fixed in the grid config before the grid ran"
+                                   if rules.c6_onset == "band_top" else "the issue-#9 rule, eval.c6_onset = \"onset\"")
+             + ", §7.7); the other is shown, not judged.\n",
              "## C7: ambient + CI against each alone\n", *section("C7")]
     return "\n".join(parts)
 
@@ -392,7 +460,8 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
 WORDS = (REPRODUCED, PARTLY, CONTRADICTED, NOT_SHOWN)
 
 
-def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN) -> str:
+def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN,
+                    rules: ReadoutRules = ReadoutRules()) -> str:
     """One line per claim (and, for the CI claims, per reading, the literal low-noise one first): how many of
     its judged rows (a comparison, or a baseline for C1 and C6, at one dataset and n) got each word, naming the
     rows. Counts only: no word is chosen for a claim as a whole; ``claims.md`` has every row's numbers."""
@@ -400,7 +469,8 @@ def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
     bands = readout_bands(raw)
     for key in ("C1", "C6"):
         for (dataset, n, method), g in (bands.groupby(["dataset", "n", "method"], sort=True) if len(bands) else ()):
-            found.setdefault((key, None), []).append((_band_verdict(g, CLAIMS[key])[0], f"{dataset} {n} {method}"))
+            found.setdefault((key, None), []).append((_band_verdict(g, CLAIMS[key], rules)[0],
+                                                      f"{dataset} {n} {method}"))
     for key, pairs in comparisons(set(df.method)).items():
         for m, b in pairs:
             for r in paired(df, m, b):

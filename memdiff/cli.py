@@ -28,7 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("memdiff.image", "image-track training, evaluation and paired theory-vs-trained runs"),
     "figs theory": ("memdiff.figs_theory", "regenerate the theory figures (runs/figs; --publish: paper_figs/)"),
     "figs sim": ("memdiff.figs_sim", "regenerate the 1D-track table and figures (runs/figs; --publish: paper_figs/)"),
+    "figs confirm": ("memdiff.figs_confirm", "the advice of memdiff advise against a trained sweep (runs/figs; --publish)"),
     "figs curve": ("memdiff.figs_curve", "memorization against n, trained beside closed forms (runs/figs; --publish)"),
+    "figs image": ("memdiff.figs_image", "image grid: figs sim's set, samples, theory vs trained (runs/figs; --publish)"),
     "figs explain": ("memdiff.figs_explain", "r^2 of closed forms against trained nets per sigma (runs/figs; --publish)"),
     "bench theory": ("memdiff.bench_theory", "empirical denoiser and local patch denoiser against their GEMM time"),
     "bench sim": ("memdiff.bench_sim", "1D training steps/s and sampling throughput"),
@@ -56,7 +58,8 @@ def _unknown(argv: list[str]) -> str:
     else:
         word = " ".join(argv[:2]) if group else argv[0]
         close = difflib.get_close_matches(word, COMMANDS, n=1)
-    hint = f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
+    hint = f"; did you mean {', '.join(repr(k) for k in close[:-1])}{' or ' if len(close) > 1 else ''}{close[-1]!r}?" \
+        if close else ""
     return f"memdiff: error: unknown command {word!r}{hint}"
 
 

@@ -6,7 +6,8 @@
   classifier features, and PCA-Wasserstein), one point per method with its intervals.
 - ``claims.md``: the papers' claims as paired per-seed comparisons, each with its verdict by the rules of
   docs/THEORY.md §7.6 (``memdiff.claims``; the equal-quality margin is the grid config's
-  ``eval.equivalence_margin``, default 0.10 of the baseline's mean).
+  ``eval.equivalence_margin``, default 0.10 of the baseline's mean; the C1 and C6 rule options
+  ``eval.c6_onset`` and ``eval.c1_min_gap``, §7.7).
 - ``verdicts.md``: per claim (and CI reading) the count of judged rows per verdict word, naming them.
 - ``readout_<dataset>_n<n>.png``: the three readouts per sigma and method (calibrated r, train/held-out gap G,
   two-net V), the theory's necessity M(sigma), and the nets' train/test losses beside the closed forms';
@@ -31,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from memdiff.claims import claims_markdown, equivalence_margin, verdict_summary
+from memdiff.claims import claims_markdown, equivalence_margin, readout_rules, verdict_summary
 from memdiff.results import load_results, markdown_table, summarise
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 
@@ -165,11 +166,11 @@ def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
               "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
-    margin = equivalence_margin(config["grid"])
-    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin)))
+    margin, rules = equivalence_margin(config["grid"]), readout_rules(config["grid"])
+    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin, rules)))
     written.append(atomic_write_text(out / "verdicts.md", "Verdict counts per claim (rules: docs/THEORY.md §7.6-7.7; "
                                      "every row's numbers: claims.md). Regenerate: `memdiff figs sim`.\n\n"
-                                     + verdict_summary(df, raw, margin)))
+                                     + verdict_summary(df, raw, margin, rules)))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):

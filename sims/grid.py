@@ -128,7 +128,10 @@ EVAL: dict[str, Check] = {
                                  "an odd integer >= 1 (a patch size of the local closed forms, §6.10)")),
     "two_net": ((lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(m, str) for m in v))),
                 "true, false or a list of method names (the methods whose cells run the two-net test)"),
-    "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)")}
+    "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)"),
+    # the C1 and C6 rule options (memdiff.claims.ReadoutRules, docs/THEORY.md §7.7), fixed before the grid runs
+    "c6_onset": _one_of("onset", "band_top"),
+    "c1_min_gap": _number(lambda v: v > 1, "a finite number > 1 (C1's floor on the seed-mean G_low)")}
 DATASET: dict[str, Check] = {
     "name": NAME, "kind": _one_of(*DATASET_KINDS), "n": _list_of(_int(2)),
     "methods": (lambda v: v == "all" or (isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) for m in v)),

@@ -164,14 +164,17 @@ def test_judge_part_drops_non_finite_differences():
 
 
 # --- C1 and C6: per-seed readout values of the baseline cells ------------------------------------------------
-def readout_cell(seed: int, gap_low: float, r_low: float, onset: float, sigma_c: float = 1.0) -> dict:
+def readout_cell(seed: int, gap_low: float, r_low: float, onset: float, sigma_c: float = 1.0,
+                 identity_below: float = 0.0) -> dict:
     """A baseline cell whose readout copies (``G = gap_low``, ``r = r_low``) up to ``onset`` and generalizes above
-    (``G = 1``, ``r = 1``); the readout levels are dense, so ``copy_onset`` lands within a level of ``onset``."""
+    (``G = 1``, ``r = 1``); the readout levels are dense, so ``copy_onset`` lands within a level of ``onset``.
+    ``identity_below``: ``r = 1`` below it (every denoiser near the identity), so ``copy_onset`` is NaN."""
     sigma = np.geomspace(0.01, 10.0, 61)
     below = sigma < onset
+    ratio = np.where(sigma < identity_below, 1.0, np.where(below, r_low, 1.0))
     return {"cell": {"dataset": "gmm", "n": 100, "method": "edm", "seed": seed}, "sigma_c": sigma_c,
             "two_net": None,
-            "readout": {"sigma": sigma.tolist(), "ratio": np.where(below, r_low, 1.0).tolist(),
+            "readout": {"sigma": sigma.tolist(), "ratio": ratio.tolist(),
                         "heldout_ratio": np.where(below, gap_low, 1.0).tolist(),
                         "necessity": np.where(sigma < sigma_c, 1.0, 0.0).tolist()}}
 
@@ -206,3 +209,82 @@ def test_verdict_summary_counts_each_rows_word_and_puts_the_headline_reading_fir
     c5 = [line for line in text.splitlines() if line.startswith("| C5")]
     assert "low noise (headline)" in c5[0] and "**1**: mnist1d 100 ci_ddpm_low_0.6 - ddpm" in c5[0]
     assert "high noise" in c5[1] and "| **1**: mnist1d 100 ci_ddpm_high_0.6 - ddpm |" in c5[1]  # partly
+
+
+# --- the C1 and C6 rule options of the grid config (§7.7) ---------------------------------------------------
+def test_readout_rules_from_the_grid_config():
+    from memdiff.claims import ReadoutRules, readout_rules
+    assert readout_rules(None) == readout_rules({"eval": {}}) == ReadoutRules("onset", None)
+    assert readout_rules({"eval": {"c6_onset": "band_top", "c1_min_gap": 1.5}}) == ReadoutRules("band_top", 1.5)
+    for key, bad in (("c6_onset", "other"), ("c1_min_gap", 0.5), ("c1_min_gap", 1), ("c1_min_gap", True),
+                     ("c1_min_gap", math.inf)):
+        with pytest.raises(ValueError, match=f"eval.{key}"):
+            readout_rules({"eval": {key: bad}})
+
+
+@pytest.mark.parametrize("key, bad", [("c6_onset", "other"), ("c1_min_gap", 0.5), ("c1_min_gap", "1.5")])
+def test_check_config_rejects_a_bad_rule_option_naming_the_key(key, bad):
+    from sims.grid import check_config
+    config = {"run": {"seeds": [0]}, "train": {}, "eval": {"readout_sigmas": [1.0], "c6_onset": "band_top",
+                                                            "c1_min_gap": 1.5},
+              "datasets": [{"name": "a", "kind": "gmm", "n": [10], "source": 40, "test": 20, "pool": 50}],
+              "methods": [{"name": "edm", "loss": "edm"}]}
+    check_config(config, "grid.toml")  # both options as pre-registered in configs/sim_fitted.toml
+    config["eval"][key] = bad
+    with pytest.raises(ValueError, match=rf"grid\.toml: eval\.{key} must be"):
+        check_config(config, "grid.toml")
+
+
+def test_c6_on_band_top_places_a_net_whose_onset_is_undefined():
+    """r ~ 1 at the lowest levels (near the identity), <= 1/2 from there up to ~sigma_C: no ``copy_onset`` (NaN,
+    the default rule: not shown), ``band_top`` within a factor of 2 of sigma_C (``band_top``: reproduced)."""
+    from memdiff.claims import ReadoutRules, readout_bands, readout_verdicts
+    raw = {f"c{s}": readout_cell(s, gap_low=20.0, r_low=0.1, onset=o, identity_below=0.02)
+           for s, o in enumerate((0.9, 1.0, 1.1, 1.2, 0.95))}
+    bands = readout_bands(raw)
+    assert bands.onset_over_sigma_c.isna().all() and bands.band_top.between(0.8, 1.3).all()
+    default = readout_verdicts(bands, CLAIMS["C6"])
+    assert "**not shown**" in default and "log(copy_onset / sigma_C)" in default
+    text = readout_verdicts(bands, CLAIMS["C6"], ReadoutRules(c6_onset="band_top"))
+    assert "**reproduced**" in text and "equal log(band_top / sigma_C): holds" in text
+    md = claims_markdown(grid_frame({"edm": 0.2}, {}), raw, rules=ReadoutRules(c6_onset="band_top"))
+    c6 = md[md.index("## C6"):md.index("## C7")]
+    assert "C6 quantity (eval.c6_onset): band_top" in c6 and "| gmm | 100 | edm | 5 | **reproduced** |" in c6
+    assert "C6 quantity (eval.c6_onset): onset" in claims_markdown(grid_frame({"edm": 0.2}, {}), raw)
+
+
+def test_c1_min_gap_makes_a_significant_but_small_gap_partly():
+    from memdiff.claims import ReadoutRules, readout_bands, readout_verdicts
+    raw = {f"c{s}": readout_cell(s, gap_low=1.08 + 0.002 * (s - 2), r_low=0.1, onset=1.0) for s in range(5)}
+    bands = readout_bands(raw)  # G_low ~1.08 against G_high = 1: a significant contrast of a net that barely copies
+    assert "**reproduced**" in readout_verdicts(bands, CLAIMS["C1"])
+    text = readout_verdicts(bands, CLAIMS["C1"], ReadoutRules(c1_min_gap=1.5))
+    assert "**partly**" in text and "G_low = 1.08 < 1.5 (eval.c1_min_gap)" in text
+    big = readout_bands({f"c{s}": readout_cell(s, gap_low=20.0 + s, r_low=0.1, onset=1.0) for s in range(5)})
+    text = readout_verdicts(big, CLAIMS["C1"], ReadoutRules(c1_min_gap=1.5))
+    assert "**reproduced**" in text and "G_low = 22 >= 1.5" in text
+
+
+def test_the_rule_options_of_the_grid_config_reach_claims_md(tmp_path):
+    """The options as pre-registered in configs/sim_fitted.toml, read by ``memdiff figs sim`` from grid.json: C6 on
+    band_top reproduced where the default gives not shown, C1 partly for G_low ~1.08 (the defaults: above)."""
+    from memdiff.figs_sim import make_all
+    from sims.artifacts import atomic_write_json
+
+    for r in grid_frame({"edm": 0.2}, {}).to_dict("records"):
+        cell = readout_cell(r["seed"], gap_low=1.08 + 0.002 * r["seed"], r_low=0.1, onset=1.0, identity_below=0.02)
+        cell["cell"]["dataset"] = "mnist1d"
+        cell["readout"].update({k: cell["readout"]["ratio"] for k in ("net_train", "net_test", "emp_train",
+                                                                     "emp_test", "gen_train", "gen_test")})
+        cell.update(family="standard", metrics={k: r[k] for k in ("copy_share", "nn_distance", "fd", "wasserstein", "js")})
+        atomic_write_json(tmp_path / "runs" / "cells" / f"mnist1d-n100-edm-s{r['seed']}.json", cell)
+    grid = {"config": {"eval": {"c6_onset": "band_top", "c1_min_gap": 1.5}}, "cells": []}
+    (tmp_path / "runs" / "grid.json").write_text(json.dumps(grid))
+    make_all(tmp_path / "runs", tmp_path / "figs")
+    text = (tmp_path / "figs" / "claims.md").read_text()
+    c1, c6 = text[text.index("## C1"):text.index("## C2")], text[text.index("## C6"):text.index("## C7")]
+    assert "| mnist1d | 100 | edm | 3 | **partly** |" in c1 and "eval.c1_min_gap): seed-mean G_low >= 1.5" in c1
+    assert "| mnist1d | 100 | edm | 3 | **reproduced** |" in c6 and "C6 quantity (eval.c6_onset): band_top" in c6
+    summary = (tmp_path / "figs" / "verdicts.md").read_text().splitlines()
+    assert "| 1 | **0** | **1**: mnist1d 100 edm |" in next(line for line in summary if line.startswith("| C1"))
+    assert "| 1 | **1**: mnist1d 100 edm | **0** |" in next(line for line in summary if line.startswith("| C6"))

@@ -54,7 +54,8 @@ def test_a_multi_line_message_still_prints_as_one_line(capsys, monkeypatch):
 @pytest.mark.parametrize("argv, line", [
     (["nosuch"], "memdiff: error: unknown command 'nosuch'"),
     (["theroy", "--n", "3"], "memdiff: error: unknown command 'theroy'; did you mean 'theory'?"),
-    (["figs"], "memdiff: error: unknown command 'figs'; did you mean 'figs theory' or 'figs sim'?"),
+    (["figs"], "memdiff: error: unknown command 'figs'; did you mean 'figs theory', 'figs sim', 'figs confirm', "
+               "'figs curve', 'figs image' or 'figs explain'?"),
     (["figs", "thoery"], "memdiff: error: unknown command 'figs thoery'; did you mean 'figs theory'?")])
 def test_an_unknown_command_names_it_with_the_nearest_and_the_usage(capsys, argv, line):
     assert exit_status(argv) == 2
