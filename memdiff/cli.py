@@ -16,9 +16,10 @@ import difflib
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
-from sims.artifacts import check_writable
+from sims.artifacts import REPO_ROOT, check_writable
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("memdiff.demo", "the main job: theory diagnostics and closed-form generation, with a report"),
@@ -40,6 +41,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 USER_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, draft: Path, published: Path) -> None:
+    """A ``memdiff figs`` command's destination: ``--out DIR`` (default ``draft``) or ``--publish`` (the
+    committed ``published``), not both."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=draft, help="output folder")
+    where.add_argument("--publish", dest="out", action="store_const", const=published,
+                       help=f"write into the committed {published.relative_to(REPO_ROOT)}")
 
 
 def _usage() -> str:

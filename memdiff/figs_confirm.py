@@ -66,6 +66,7 @@ import pandas as pd
 from memdiff.advise import DATASETS as ADVICE_DATA, MARKER as ADVICE_FILE, SCHEDULE
 from memdiff.claims import DEFAULT_MARGIN, equivalence_margin, reading
 from memdiff.results import fmt_interval, load_results
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 from sims.methods import AMBIENT
 from sims.schedules import DDPMSchedule
@@ -440,10 +441,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advice", type=Path, nargs="+", required=True,
                         help="advice.json files of memdiff advise, or folders holding one")
     parser.add_argument("--baseline", default="edm", help="the method whose FD sets the quality bar")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="where the tables and figures go")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
 
 
 def run(args: argparse.Namespace) -> int:

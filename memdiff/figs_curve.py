@@ -33,6 +33,7 @@ import pandas as pd
 
 from memdiff.claims import readout_bands
 from memdiff.results import fmt_interval, load_results
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 from sims.readout import Readout
 from sims.stats import t_interval
@@ -210,10 +211,7 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike, method: str = "
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/sim_curve"), help="grid output folder (memdiff sim --out)")
     parser.add_argument("--method", default="edm", help="the method whose cells make the curve (default: edm)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="where the table and figure go")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
 
 
 def run(args: argparse.Namespace) -> int:

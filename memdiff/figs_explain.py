@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from memdiff.results import fmt_interval, load_results
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 from sims.stats import t_interval
 
@@ -292,10 +293,7 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/sim_grid"),
                         help="grid output folder (memdiff sim --out) with cells run with eval.explain = true")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="where the table and figures go")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
 
 
 def run(args: argparse.Namespace) -> int:

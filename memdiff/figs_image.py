@@ -33,6 +33,7 @@ import numpy as np
 
 from memdiff.figs_sim import FAMILY_COLORS, _seed_mean, _write_all
 from memdiff.results import load_results
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, provenance, save_figure
 from sims.stats import t_interval
 
@@ -204,10 +205,7 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike, log: Callable[[
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/image_grid"),
                         help="image grid output folder (memdiff image grid --out)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="where the tables and figures go")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
 
 
 def run(args: argparse.Namespace) -> int:

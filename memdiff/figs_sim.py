@@ -34,6 +34,7 @@ import pandas as pd
 
 from memdiff.claims import claims_markdown, equivalence_margin, readout_rules, verdict_summary
 from memdiff.results import load_results, markdown_table, summarise
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 
 FAMILY_COLORS = {"standard": "k", "ambient": "tab:blue", "CI (DDPM, t)": "tab:orange",
@@ -181,10 +182,7 @@ def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/sim_grid"), help="grid output folder (memdiff sim --out)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="where the table and figures go")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
 
 
 def run(args: argparse.Namespace) -> int:

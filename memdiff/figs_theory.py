@@ -14,6 +14,7 @@ import pandas as pd
 
 from memdiff.theory_plots import plot_collapse_by_n
 from memdiff.theory_run import TheoryConfig, load_population, noise_levels, run_theory
+from memdiff.cli import add_output_arguments
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write, save_figure
 from theory.diagnostics import diagnose, necessity_crossing
 
@@ -35,10 +36,7 @@ def collapse_by_n(cfg, sizes=SIZES) -> pd.DataFrame:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=DRAFT, help="output folder")
-    where.add_argument("--publish", dest="out", action="store_const", const=PUBLISHED,
-                       help=f"write into the committed {PUBLISHED.relative_to(REPO_ROOT)}")
+    add_output_arguments(parser, DRAFT, PUBLISHED)
     parser.add_argument("--only", choices=sorted(PAPER_CONFIGS), default=None, help="one dataset only")
     parser.add_argument("--seed", type=int, default=0)
 
