@@ -57,3 +57,20 @@ def test_bench_quick_on_cpu(tmp_path, capsys):
     assert res["fp32"]["train_speedup"] == 1.0 and res["bf16"]["train_images_per_s"] > 0
 
 
+def test_bench_at_the_grid_recipe(tmp_path, capsys):
+    import torch
+
+    from sims.artifacts import REPO_ROOT
+    threads = torch.get_num_threads()  # the config's [run] threads would set this process's count
+    args = ["bench", "image", "--config", str(REPO_ROOT / "configs" / "image_cpu.toml"), "--dataset", "fashion-mnist",
+            "--variants", "fp32", "--warmup", "1", "--steps", "2", "--rounds", "2", "--sample-batch", "2",
+            "--threads", str(threads), "--out", str(tmp_path / "b.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fashion-mnist 14x14; batch 64" in out and "CPU time" in out and "cell min" in out
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["grid"]["dataset"] == "fashion14" and res["grid"]["steps"] == 3000 and res["sample_steps"] == 18
+    assert res["unet"]["model_channels"] == 32 and res["unet"]["channel_mult"] == [1, 2] and res["batch"] == 64
+    fp32 = res["results"]["fp32"]
+    assert fp32["cpu_step_ms"] > 0 and fp32["cell_s"] > 0 and fp32["rounds"] == 2 and len(res["raw"]["fp32"]) == 2
+    assert torch.get_num_threads() == threads

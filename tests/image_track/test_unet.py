@@ -1,4 +1,5 @@
-"""The image U-Net: shapes at 28/8/32, zero init, batch independence, attention against a hand-written reference."""
+"""The image U-Net: shapes at 28/8/32, zero init, batch independence, attention against a hand-written reference,
+the same function as the implementation before its up-sampling skip convolution moved."""
 from __future__ import annotations
 
 import math
@@ -96,3 +97,48 @@ def test_parameter_count_and_errors():
                       (dict(model_channels=6), "model_channels"), (dict(resolution=0), "resolution")]:
         with pytest.raises(ValueError, match=name):
             UNetConfig(**{**TINY, **bad})
+
+
+def forward_before(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """``ResBlock.forward`` before the up-sampling blocks' skip convolution moved below the upsampling (verbatim)."""
+    h = self.conv0(self._resample(F.silu(self.norm0(x))))
+    scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
+    h = self.conv1(self.drop(F.silu(torch.addcmul(shift, self.norm1(h), scale + 1))))
+    x = (h + self.skip(self._resample(x))) * math.sqrt(0.5)
+    if self.heads:
+        b, c, hh, ww = x.shape
+        q, k, v = self.qkv(self.norm2(x)).reshape(b, 3, self.heads, c // self.heads, hh * ww).transpose(-1, -2).unbind(1)
+        a = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
+        x = (self.proj(a.transpose(-1, -2).reshape(b, c, hh, ww)) + x) * math.sqrt(0.5)
+    return x
+
+
+# the image grid's recipe (configs/image_cpu.toml) at both its sides, and four levels with several heads
+GRID = {"model_channels": 32, "channel_mult": (1, 2), "num_blocks": 1, "attn_resolutions": (4,), "dropout": 0.1}
+
+
+@pytest.mark.parametrize("cfg", [UNetConfig(resolution=8, **GRID), UNetConfig(resolution=14, **GRID),
+                                 UNetConfig(in_channels=3, resolution=28, attn_resolutions=(16,),
+                                            **{**TINY, "channel_mult": (1, 2, 2, 2), "dropout": 0.1})])
+def test_same_function_as_before_the_skip_moved(cfg, monkeypatch):
+    """Same weights, same outputs and gradients as the implementation before; in training mode too (dropout
+    masks follow the activations' memory layout, which the change keeps)."""
+    torch.manual_seed(0)
+    net = perturbed(UNet(cfg))
+    assert any(b.resample == "up" for b in net.dec)
+    x, c = torch.randn(3, cfg.in_channels, cfg.resolution, cfg.resolution), torch.tensor([-1.0, 0.0, 0.7])
+
+    def run(train: bool):
+        net.train(train)
+        torch.manual_seed(5)
+        out = net(x, c)
+        return out, torch.autograd.grad(out.square().sum(), list(net.parameters()))
+
+    for train in (False, True):
+        out, grads = run(train)
+        with monkeypatch.context() as m:
+            m.setattr(ResBlock, "forward", forward_before)
+            out_before, grads_before = run(train)
+        torch.testing.assert_close(out, out_before, rtol=1e-5, atol=1e-5)
+        for g, g_before in zip(grads, grads_before):
+            torch.testing.assert_close(g, g_before, rtol=1e-4, atol=1e-4 * g_before.abs().max().item())
