@@ -11,7 +11,8 @@ Per (dataset, n, method), over seeds (mean and 95% t-interval, §7.1):
 - the answers, computed from the per-sigma best fits (the form with the largest seed-mean ``r^2`` at that level):
   for methods trained on noisy copies (those with an ``ambient`` closed form) whether ``ambient`` is the best
   fit at every level above ``sigma_n`` and ``empirical`` at every level at or below it (the hybrid ambient
-  optimum, §2.6); for the baselines (``BASELINES``) the largest sigma at which ``empirical`` is the best fit,
+  optimum, §2.6); for the baselines (``BASELINES``) the largest sigma at which ``empirical`` is the clear best fit
+  (by more than ``TIE`` = 0.01 of ``r^2`` over the runner-up: at high sigma every form reaches ``r^2 ~ 1``),
   the form that is best at the level above it, and that sigma over ``sigma_C``.
 
 Writes ``explain.md`` (bands and answers), ``explain.csv``, ``explain_<dataset>_n<n>.png`` (one panel per method:
@@ -40,6 +41,7 @@ from sims.stats import t_interval
 DRAFT, PUBLISHED = Path("runs/figs/explain"), REPO_ROOT / "paper_figs" / "explain"
 BASELINES = ("edm", "ddpm")  # the methods whose switch to the copier is located (as memdiff.claims' baselines)
 BANDS = ("σ ≤ σ_C/2", "between", "σ ≥ 2σ_C")
+TIE = 0.01  # two forms whose seed-mean r^2 differ by less than this explain the net equally well at that level
 FIXED_COLORS = {"empirical": "r", "wiener": "tab:blue", "gmm": "tab:green", "ambient": "tab:purple"}
 
 
@@ -108,6 +110,17 @@ class Group:
         mean, _ = self.interval()
         return [self.forms[int(np.nanargmax(col))] if np.isfinite(col).any() else None for col in mean.T]
 
+    def clear_best_per_sigma(self) -> list[str | None]:
+        """``best_per_sigma``, but ``None`` where the runner-up's seed-mean ``r^2`` is within ``TIE`` of the best:
+        at high sigma every form explains the net (``r^2 -> 1``) and the order among them is noise."""
+        mean, _ = self.interval()
+        out: list[str | None] = []
+        for col in mean.T:
+            top = np.sort(col[np.isfinite(col)])[::-1]
+            out.append(self.forms[int(np.nanargmax(col))] if top.size and (top.size == 1 or top[0] - top[1] > TIE)
+                       else None)
+        return out
+
     def band_masks(self) -> np.ndarray:
         """(seeds, 3, S): per cell the levels of its bands by its own ``sigma_C`` (§7.3's bands and the middle)."""
         s, c = self.sigma[None, :], self.sigma_cs[:, None]
@@ -147,9 +160,10 @@ class Group:
                 "holds": bool(above.any() and a == above.sum() and b == (~above).sum())}
 
     def switch_answer(self) -> dict:
-        """The largest sigma at which ``empirical`` is the best fit (NaN if at none), the form best at the next
-        level above it (``None`` at the largest level) and that sigma over the seed-mean ``sigma_C``."""
-        best = self.best_per_sigma()
+        """The largest sigma at which ``empirical`` is the clear best fit (``clear_best_per_sigma``; NaN if at none),
+        the form best at the next level above it (``None`` at the largest level; ``"tie"`` where no form is the
+        clear best there) and that sigma over the seed-mean ``sigma_C``."""
+        best = [b or "tie" for b in self.clear_best_per_sigma()]
         order = np.argsort(self.sigma)
         emp = [k for k in order if best[k] == "empirical"]
         if not emp:
@@ -190,11 +204,11 @@ def _answer_lines(key: tuple[str, int, str], g: Group) -> list[str]:
     if method in BASELINES:
         s = g.switch_answer()
         if not np.isfinite(s["sigma"]):
-            text = "empirical is the best fit at no level"
+            text = "empirical is the clear best fit at no level"
         elif s["above"] is None:
-            text = f"empirical is the best fit up to the largest level σ = {s['sigma']:g} (σ/σ_C = {s['ratio']:.3g})"
+            text = f"empirical is the clear best fit up to the largest level σ = {s['sigma']:g} (σ/σ_C = {s['ratio']:.3g})"
         else:
-            text = (f"best fit switches from `{s['above']}` to empirical at σ = {s['sigma']:g} "
+            text = (f"the clear best fit switches from `{s['above']}` (above) to empirical at σ = {s['sigma']:g} "
                     f"(σ/σ_C = {s['ratio']:.3g}, σ_C = {g.sigma_c:.3g})")
         lines.append(f"- {dataset}, n = {n}, `{method}`: {text}")
     return lines
