@@ -112,9 +112,12 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
     ema, last_loss = train_net(tcfg, method, x_train, idx, cell.seed, b.sigma_data, build_net)
     t1 = time.perf_counter()
 
-    samples = generate(ema, ecfg.get("num_samples", 1000), item_shape, seed=10_000 + cell.seed,
-                       steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
-                       sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
+    def sample(denoiser, num: int) -> Tensor:  # the config's sampler from the cell's noise: nets and closed forms alike
+        return generate(denoiser, num, item_shape, seed=10_000 + cell.seed, steps=ecfg.get("sampler_steps", 18),
+                        sigma_min=ecfg.get("sigma_min", 0.002), sigma_max=ecfg.get("sigma_max", 80.0),
+                        sampler=ecfg.get("sampler", "edm_heun"))
+
+    samples = sample(ema, ecfg.get("num_samples", 1000))
     m = sample_metrics(samples, x_train, b.test, feats)
     ref = sample_metrics(b.pool[: samples.shape[0]], x_train, b.test, feats)  # held-out reals in place of samples
     t2 = time.perf_counter()
@@ -134,19 +137,15 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
     t4 = time.perf_counter()
     timing = {"train_s": t1 - t0, "sample_eval_s": t2 - t1, "readout_s": t3 - t2, "two_net_s": t4 - t3}
     if k := ecfg.get("closed_form_samples", 0):  # the exact optimum of the same set, same sampler (§2.1)
-        emp = generate(EmpiricalDenoiser(x_train), k, item_shape, seed=10_000 + cell.seed,
-                       steps=ecfg.get("sampler_steps", 18), sigma_min=ecfg.get("sigma_min", 0.002),
-                       sigma_max=ecfg.get("sigma_max", 80.0), sampler=ecfg.get("sampler", "edm_heun"))
-        m["emp_copy_share"] = metrics.memorization_report(emp, x_train)["copy_share"]
+        m["emp_copy_share"] = metrics.memorization_report(sample(EmpiricalDenoiser(x_train), k), x_train)["copy_share"]
         timing["closed_form_samples_s"] = time.perf_counter() - t4
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
     preview = {}
     if k := ecfg.get("preview_samples", 0):  # the first k samples beside their nearest training items (pictures)
-        d, nn = metrics.nearest_neighbours(samples[:k], x_train, k=2)
-        ratio = d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny)
+        ratio, _, nn = metrics.nearest_ratio(samples[:k], x_train)
         rounded = lambda t: t.double().round(decimals=4).tolist()  # noqa: E731
         preview["preview"] = {"shape": list(item_shape), "samples": rounded(samples[:k]),
-                              "nearest": rounded(x_train[nn[:, 0]]), "distance_ratio": rounded(ratio)}
+                              "nearest": rounded(x_train[nn]), "distance_ratio": rounded(ratio)}
     explained, t5 = {}, time.perf_counter()
     if ecfg.get("explain", False):  # what the net is, per sigma (§6.10): its first net against the closed forms
         y = noisy_copies(method, x_train, idx, cell.seed)

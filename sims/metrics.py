@@ -79,6 +79,15 @@ def max_cosine(features: Tensor, train_features: Tensor, chunk_size: int = 4096)
     return best
 
 
+def nearest_ratio(samples: Tensor, train: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per sample: ``d1 / d2`` (nearest over second-nearest training distance, §6.3), ``d1`` and the nearest
+    training item's index."""
+    s, t = _flat(samples, "samples"), _flat(train, "train", min_rows=2)
+    _same_dim(s, t, "samples and train")
+    d, idx = nearest_neighbours(s, t, k=2)
+    return d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny), d[:, 0], idx[:, 0]
+
+
 def memorization_report(samples: Tensor, train: Tensor, features: Tensor | None = None,
                         train_features: Tensor | None = None, ratio: float = 1 / 3,
                         cosine_thresholds: tuple[float, ...] = (0.9, 0.95)) -> dict[str, float]:
@@ -87,15 +96,13 @@ def memorization_report(samples: Tensor, train: Tensor, features: Tensor | None 
     ``cosine_share_<t>`` per further threshold). Cosines use ``features`` / ``train_features`` when given,
     the raw samples otherwise."""
     s, t = _flat(samples, "samples"), _flat(train, "train", min_rows=2)
-    _same_dim(s, t, "samples and train")
-    d, _ = nearest_neighbours(s, t, k=2)
-    r = d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny)
+    r, d1, _ = nearest_ratio(s, t)
     if (features is None) != (train_features is None):
         raise ValueError("features and train_features must be given together")
     cos = max_cosine(s, t) if features is None else max_cosine(features, train_features)
     if cos.shape[0] != s.shape[0]:
         raise ValueError(f"features must have one row per sample ({s.shape[0]}), got {cos.shape[0]}")
-    report = {"copy_share": float((r < ratio).double().mean()), "nn_distance": float(d[:, 0].mean()),
+    report = {"copy_share": float((r < ratio).double().mean()), "nn_distance": float(d1.mean()),
               "nn_ratio_mean": float(r.mean()), "max_cosine_mean": float(cos.mean())}
     for i, thr in enumerate(cosine_thresholds):
         report["cosine_share" if i == 0 else f"cosine_share_{thr:g}"] = float((cos > thr).double().mean())

@@ -7,7 +7,7 @@ import torch
 
 from image_track.data import downsample, load_images
 from image_track.features import ClassifierConfig, feature_net
-from image_track.grid_cell import IMAGE_GRID
+from image_track.grid_cell import IMAGE_GRID, run_image_grid
 from memdiff.cli import entry, main
 from sims import metrics
 from sims.grid import cell_path, expand_grid, load_config, read_cell
@@ -146,7 +146,7 @@ def test_feature_cosine_scores_an_exact_copy_1_and_a_shuffled_image_below_the_th
 
 
 def test_preview_samples_puts_the_first_samples_beside_their_nearest_training_rows(tiny, tmp_path):
-    from image_track.grid_cell import _bundle, _spec, run_image_grid
+    from image_track.grid_cell import _bundle, _spec
     from sims.cell import training_subset
 
     tiny.write_text(TINY.replace('two_net = ["edm"]', "two_net = false\npreview_samples = 2"))
@@ -163,3 +163,12 @@ def test_preview_samples_puts_the_first_samples_beside_their_nearest_training_ro
     torch.testing.assert_close((samples - nearest).reshape(2, -1).double().norm(dim=1), d.min(dim=1).values,
                                atol=1e-3, rtol=0)
     assert all(0 < r <= 1 for r in p["distance_ratio"])
+
+
+def test_closed_form_samples_of_the_exact_optimum_all_copy(tiny, tmp_path):
+    # the exact optimum's last step returns a training item itself: every one of its samples is a copy (§2.1, §6.3)
+    tiny.write_text(TINY.replace('two_net = ["edm"]', "two_net = false\nclosed_form_samples = 3"))
+    config = load_config(tiny, IMAGE_GRID)
+    run_image_grid(config, tmp_path / "out", only="*-edm-*", log=lambda _: None)
+    cell = read_cell(cell_path(tmp_path / "out", expand_grid(config)[0]))
+    assert cell["metrics"]["emp_copy_share"] == 1.0 and cell["timing"]["closed_form_samples_s"] > 0
