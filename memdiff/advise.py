@@ -11,7 +11,8 @@ exact mixture denoiser for ``gmm`` and the Wiener fit of the pool otherwise (§3
   only below it does a denoiser have to copy to reach the optimal training loss;
 * ``sigma_A``, the lowest level of the closed-form ambient sweep at and above which the hybrid
   ``S = D_amb`` above ``sigma_n``, ``D_gen`` at and below it (§2.4, §2.6), sampled with EDM Heun, copies at most
-  ``max_copy_share`` (default 1/10) of its samples (``d_1 / d_2 < 1/3``, §6.3). Below it the ambient optimum
+  ``max_copy_share`` (default 1/10) of its samples (``d_1 / d_2 < 1/3``, §6.3), counting as unsafe the samples
+  the sampler blew up (nearest training distance over 10x the held-out items' largest). Below it the ambient optimum
   lands samples on noisy copies that lie so near their items that even a non-memorizing low-noise denoiser
   hands the items back.
 
@@ -41,6 +42,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from image_track.data import load_fashion_mnist
@@ -49,9 +52,11 @@ from memdiff.theory_plots import mark_levels
 from memdiff import theory_run
 from memdiff.theory_run import Population, noisy_copies
 from sims.artifacts import atomic_folder, atomic_write, atomic_write_json, check_writable, provenance
-from sims.generation import copy_stats, generation_table
+from sims.generation import copy_stats
+from sims.metrics import nearest_ratio
 from sims.methods import build_method
 from sims.noise_levels import ConfidenceIntervalGaussian, UniformSteps
+from sims.samplers import generate
 from sims.schedules import DDPMSchedule
 from sims.track1d.ecg import simulate_beats
 from sims.track1d.files import read_signals
@@ -143,18 +148,45 @@ def necessity_level(diag) -> float:
     return necessity_crossing(diag)
 
 
+DIVERGED_FACTOR = 10.0  # a sample is diverged when d_1 exceeds this many times the held-out items' largest d_1
+
+
+def sample_shares(samples: Tensor, train: Tensor, limit: float) -> dict[str, float]:
+    """``copy_share`` (``d_1 / d_2 < 1/3``, §6.3) and ``diverged_share`` of ``samples`` against ``train``, both shares
+    of all samples, and ``nn_distance``, the mean ``d_1`` of the samples that did not diverge (NaN if none). A
+    sample is diverged when it is not finite or its nearest training distance ``d_1`` exceeds ``limit``: the
+    sampler blew it up, so it is neither a copy nor a datum, and its distance would swamp a mean."""
+    flat = samples.flatten(1)
+    finite = flat.isfinite().all(1)
+    kept = torch.zeros_like(finite)
+    ratio = d1 = flat.new_zeros(0)
+    if bool(finite.any()):
+        ratio, d1, _ = nearest_ratio(flat[finite], train)
+        kept[finite] = d1 <= limit
+        ratio, d1 = ratio[d1 <= limit], d1[d1 <= limit]
+    total = flat.shape[0]
+    return {"copy_share": float((ratio < 1 / 3).sum()) / total, "diverged_share": float((~kept).sum()) / total,
+            "nn_distance": float(d1.mean()) if d1.numel() else math.nan}
+
+
 def ambient_sweep(pop: Population, cfg: AdviseConfig,
                   progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, list[float]]:
-    """Copy share and mean nearest distance of ``cfg.samples`` closed-form samples of the hybrid optimum
-    ``SwitchDenoiser(D_amb, D_gen, sigma_n)`` for each ``sigma_n`` in ``cfg.switches``: the ambient optimum on the
-    fixed noisy copies ``y_i = x_i + sigma_n eps_i`` above ``sigma_n`` (§2.4, §4.8), the non-memorizing reference
-    (``pop.smooth``) at and below it (§2.6)."""
-    hybrids = {repr(s): SwitchDenoiser(AmbientDenoiser(noisy_copies(pop.train, s, cfg.seed), s), pop.smooth, s)
-               for s in cfg.switches}
-    table = generation_table(hybrids, pop.train, num_samples=cfg.samples, seed=cfg.seed, steps=cfg.steps,
-                             progress=progress)
-    return {"sigma_n": list(cfg.switches), "copy_share": table.copy_share.tolist(),
-            "nn_distance": table.nn_distance.tolist()}
+    """Per ``sigma_n`` in ``cfg.switches``, the copy share, diverged share and mean nearest distance
+    (:func:`sample_shares`) of ``cfg.samples`` EDM Heun samples of the hybrid optimum
+    ``SwitchDenoiser(D_amb, D_gen, sigma_n)``: the ambient optimum on the fixed noisy copies
+    ``y_i = x_i + sigma_n eps_i`` above ``sigma_n`` (§2.4, §4.8), the non-memorizing reference (``pop.smooth``) at
+    and below it (§2.6). A sample diverged when its ``d_1`` exceeds ``DIVERGED_FACTOR`` times the largest ``d_1`` of
+    the held-out items."""
+    limit = DIVERGED_FACTOR * float(nearest_ratio(pop.test, pop.train)[1].max())
+    sweep: dict[str, list[float]] = {"sigma_n": list(cfg.switches), "copy_share": [], "diverged_share": [],
+                                     "nn_distance": []}
+    for s in (progress(cfg.switches) if progress else cfg.switches):
+        hybrid = SwitchDenoiser(AmbientDenoiser(noisy_copies(pop.train, s, cfg.seed), s), pop.smooth, s)
+        samples = generate(hybrid, cfg.samples, tuple(pop.train.shape[1:]), seed=cfg.seed, steps=cfg.steps,
+                           dtype=pop.train.dtype)
+        for key, value in sample_shares(samples, pop.train, limit).items():
+            sweep[key].append(value)
+    return sweep
 
 
 def lowest_safe_level(levels, copy_share, max_copy_share: float) -> float:
@@ -215,11 +247,12 @@ def advise(pop: Population, cfg: AdviseConfig,
     sigma_m = necessity_level(diag)
     sigma_c = collapse_sigma_entropy(pop.train, pop.gen, num_items=cfg.num_items, seed=cfg.seed)
     sweep = ambient_sweep(pop, cfg, progress)
-    sigma_a = lowest_safe_level(sweep["sigma_n"], sweep["copy_share"], cfg.max_copy_share)
+    unsafe = np.add(sweep["copy_share"], sweep["diverged_share"])  # a blown-up sample is no evidence of safety
+    sigma_a = lowest_safe_level(sweep["sigma_n"], unsafe, cfg.max_copy_share)
     if math.isnan(sigma_a):
-        raise ValueError(f"--switches must reach a level where the ambient sweep copies at most "
-                         f"{cfg.max_copy_share:g} of its samples; it copies {sweep['copy_share'][-1]:.2g} at the "
-                         f"largest, {max(cfg.switches):.3g}: add larger levels")
+        raise ValueError(f"--switches must reach a level where the ambient sweep copies or diverges at most "
+                         f"{cfg.max_copy_share:g} of its samples; it does {unsafe[-1]:.2g} at the largest, "
+                         f"{max(cfg.switches):.3g}: add larger levels")
     sigma_n = float(f"{max(sigma_m, sigma_a):.3g}")
     ci = intervals(sigma_n)
     methods = method_specs(cfg.tag, sigma_n, ci)
@@ -260,7 +293,8 @@ def reasoning(cfg: AdviseConfig, advice: dict[str, Any]) -> list[str]:
         (f"  sigma_M = {ev['sigma_M']:.3g}: necessity M(sigma) falls through 1/2; memorization is necessary for the "
          "training loss only below it (§3.2)"),
         (f"  sigma_A = {ev['sigma_A']:.3g}{edge}: from here up, the ambient optimum above sigma_n with D_gen below "
-         f"copies {100 * ev['ambient_sweep']['copy_share'][k]:.1f}% <= {100 * cfg.max_copy_share:g}% of "
+         f"copies {100 * ev['ambient_sweep']['copy_share'][k]:.1f}% and diverges "
+         f"{100 * ev['ambient_sweep']['diverged_share'][k]:.1f}% (together <= {100 * cfg.max_copy_share:g}%) of "
          f"{cfg.samples} samples (held-out items read {100 * ev['heldout_copy_share']:.0f}%) (§2.4, §2.6)"),
         (f"rule: sigma_n = max(sigma_M, sigma_A) = {advice['sigma_n']:g}: clean training wherever memorization is "
          "necessary, fixed noisy copies above, at a level where they do not give their items away (§3.8)"),
@@ -312,7 +346,8 @@ def plot_advice(advice: dict[str, Any]):
     a_m.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center left")
     sw = ev["ambient_sweep"]
     a_sw.plot(sw["sigma_n"], sw["copy_share"], "o-", color="tab:blue",
-              label=r"$D_{amb}$ above $\sigma_n$, $D_{gen}$ below")
+              label=r"$D_{amb}$ above $\sigma_n$, $D_{gen}$ below: copies")
+    a_sw.plot(sw["sigma_n"], sw["diverged_share"], "x--", color="tab:red", label="diverged samples")
     a_sw.axhline(ev["max_copy_share"], color="0.5", lw=0.8, label="threshold")
     a_sw.axhline(ev["heldout_copy_share"], color="0.5", ls=":", lw=0.8, label="held-out items")
     a_sw.axvline(ev["sigma_A"], color="tab:blue", ls=":", lw=1, label=r"$\sigma_A$")
@@ -321,7 +356,7 @@ def plot_advice(advice: dict[str, Any]):
     a_sw.set_xscale("log")
     a_sw.set_ylim(-0.03, 1.03)
     a_sw.set_xlabel(r"$\sigma_n$ (ambient above, reference at and below)")
-    a_sw.set_ylabel(r"copy share ($d_1 / d_2 < 1/3$)")
+    a_sw.set_ylabel(r"share of samples (copy: $d_1 / d_2 < 1/3$)")
     a_sw.legend(fontsize=7)
     fig.suptitle(f"advice: sigma_n = {advice['sigma_n']:g} (n = {ev['n']}, d = {ev['d']}, reference {ev['reference']})")
     return fig

@@ -12,7 +12,8 @@ and a sentence naming each part's outcome (the rules: §7.6).
 - C1 memorization is necessary only at low noise: per baseline cell, the train/held-out gap ``G`` and the
   calibrated ``r`` averaged below ``sigma_C / 2`` and above ``2 sigma_C`` (beside the two-net ``V`` and the
   theory's ``M``); judged on the per-seed contrasts between the bands (the gap larger, ``r`` smaller, below).
-- C2 ambient training lowers memorization at equal quality: ``ambient_*`` against ``edm``.
+- C2 ambient training lowers memorization at equal quality: ``ambient_*`` against ``edm``; C3 is the same
+  comparison and rule on images (an image grid's rows, ``images=True``), Shah et al.'s headline.
 - C4 the interval width controls the trade-off: each narrower CI interval against the widest of its form
   and reading (``ci_ddpm_low_0.4`` against ``ci_ddpm_low_0.8``).
 - C5 emphasis on later denoising steps lowers memorization and improves alignment: ``ci_ddpm_*`` against
@@ -152,6 +153,8 @@ def verdict(judged: Sequence[Judged]) -> tuple[str, str]:
 LOWER_COPY = Part("copy_share", "lower")
 CLAIMS = {
     "C2": Claim("C2", "ambient training lowers memorization at equal quality", (LOWER_COPY, Part("fd", "equal"))),
+    "C3": Claim("C3", "ambient training lowers memorization at equal quality on images",
+                (LOWER_COPY, Part("fd", "equal"))),
     "C4": Claim("C4", "the interval width controls the trade-off: a narrower interval (more weight on its steps) "
                 "lowers memorization against the widest one", (LOWER_COPY,)),
     "C5": Claim("C5", "emphasis on later denoising steps lowers memorization and improves alignment",
@@ -285,8 +288,9 @@ READINGS = {"low": "Headline: \"later denoising steps\" read literally, the last
             None: "CI intervals named neither low nor high"}
 
 
-def comparisons(methods: set[str]) -> dict[str, list[tuple[str, str]]]:
-    """Per judged claim, the ``(method, baseline)`` pairs whose methods are both in ``methods``."""
+def comparisons(methods: set[str], images: bool = False) -> dict[str, list[tuple[str, str]]]:
+    """Per judged claim, the ``(method, baseline)`` pairs whose methods are both in ``methods``; ambient against
+    EDM is C3 in an image grid (``images``), C2 otherwise."""
     ambient = sorted(m for m in methods if m.startswith("ambient_") and "_ci_" not in m)
     ci = sorted(m for m in methods if m.startswith(("ci_ddpm", "ci_edm")))
     widths: dict[tuple[str, str], dict[str, float]] = {}
@@ -296,7 +300,7 @@ def comparisons(methods: set[str]) -> dict[str, list[tuple[str, str]]]:
     c4 = [(m, max(w, key=w.get)) for w in widths.values() for m in sorted(w) if w[m] < max(w.values())]
     c7 = [(m, other) for m in sorted(m for m in methods if m.startswith("ambient_") and "_ci_" in m)
           for other in (m.split("_ci_")[0], "ci_" + m.split("_ci_")[1])]
-    found = {"C2": [(m, "edm") for m in ambient], "C4": c4,
+    found = {"C3" if images else "C2": [(m, "edm") for m in ambient], "C4": c4,
              "C5": [(m, "ddpm" if m.startswith("ci_ddpm") else "edm") for m in ci], "C7": c7}
     return {key: [(m, b) for m, b in pairs if b in methods] for key, pairs in found.items()}
 
@@ -400,11 +404,12 @@ def _rules_lines(rules: ReadoutRules) -> dict[str, str]:
 
 
 def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN,
-                    rules: ReadoutRules = ReadoutRules()) -> str:
-    """All claim tables, for the methods present in ``df``: per judged claim (C2, C4, C5, C7) a verdict per
-    paired row (§7.6, equal-quality ``margin`` a fraction of the baseline's mean) above its paired table; C1 and
-    C6 per baseline cell group by the rules of §7.7 with the options ``rules``."""
-    pairs = comparisons(set(df.method))
+                    rules: ReadoutRules = ReadoutRules(), images: bool = False) -> str:
+    """All claim tables, for the methods present in ``df``: per judged claim (C2, or C3 for an image grid, C4,
+    C5, C7) a verdict per paired row (§7.6, equal-quality ``margin`` a fraction of the baseline's mean) above its
+    paired table; C1 and C6 per baseline cell group by the rules of §7.7 with the options ``rules``."""
+    pairs = comparisons(set(df.method), images)
+    ambient = "C3" if images else "C2"
     bands = readout_bands(raw)
     said = _rules_lines(rules)
     judged_c6 = "band_top" if rules.c6_onset == "band_top" else "onset_over_sigma_c"
@@ -433,7 +438,8 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              "the theory's necessity on the same training set. The verdict judges the per-seed contrasts "
              "`log G_low - log G_high` and `r_high - r_low` (§7.6); `V` and `M` are shown, not judged (`V -> 1` "
              "at high noise for every denoiser fitted to n items).\n",
-             "## C2: ambient training against EDM\n", *section("C2"),
+             f"## {ambient}: ambient training against EDM" + (" on images" if images else "") + "\n",
+             *section(ambient),
              "## C4: CI interval width, each narrower interval against the widest of its reading\n",
              *section("C4"),
              "## C5: CI timestep sampling against uniform steps (DDPM form) and EDM (log-sigma form)\n",
@@ -461,7 +467,7 @@ WORDS = (REPRODUCED, PARTLY, CONTRADICTED, NOT_SHOWN)
 
 
 def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFAULT_MARGIN,
-                    rules: ReadoutRules = ReadoutRules()) -> str:
+                    rules: ReadoutRules = ReadoutRules(), images: bool = False) -> str:
     """One line per claim (and, for the CI claims, per reading, the literal low-noise one first): how many of
     its judged rows (a comparison, or a baseline for C1 and C6, at one dataset and n) got each word, naming the
     rows. Counts only: no word is chosen for a claim as a whole; ``claims.md`` has every row's numbers."""
@@ -471,12 +477,12 @@ def verdict_summary(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
         for (dataset, n, method), g in (bands.groupby(["dataset", "n", "method"], sort=True) if len(bands) else ()):
             found.setdefault((key, None), []).append((_band_verdict(g, CLAIMS[key], rules)[0],
                                                       f"{dataset} {n} {method}"))
-    for key, pairs in comparisons(set(df.method)).items():
+    for key, pairs in comparisons(set(df.method), images).items():
         for m, b in pairs:
             for r in paired(df, m, b):
                 found.setdefault((key, reading(m)), []).append(
                     (_paired_verdict(r, CLAIMS[key], margin)[0], f"{r['dataset']} {r['n']} {m} - {b}"))
-    order = ("C1", "C2", "C4", "C5", "C6", "C7")
+    order = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
     lines = ["| claim | reading | rows | " + " | ".join(WORDS) + " |", "|---|---|---|" + "---|" * len(WORDS)]
     for (key, rd) in sorted(found, key=lambda k: (order.index(k[0]), ("low", "high", None).index(k[1]))):
         rows = found[key, rd]

@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from image_track.data import DATASETS as IMAGE_DATASETS
 from memdiff.claims import claims_markdown, equivalence_margin, readout_rules, verdict_summary
 from memdiff.results import load_results, markdown_table, summarise
 from memdiff.cli import add_output_arguments
@@ -168,10 +169,11 @@ def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
     margin, rules = equivalence_margin(config["grid"]), readout_rules(config["grid"])
-    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin, rules)))
+    images = any(d.get("kind") in IMAGE_DATASETS for d in (config["grid"] or {}).get("datasets", ()))
+    written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin, rules, images)))
     written.append(atomic_write_text(out / "verdicts.md", "Verdict counts per claim (rules: docs/THEORY.md §7.6-7.7; "
                                      "every row's numbers: claims.md). Regenerate: `memdiff figs sim`.\n\n"
-                                     + verdict_summary(df, raw, margin, rules)))
+                                     + verdict_summary(df, raw, margin, rules, images)))
     for (dataset, n), _ in df.groupby(["dataset", "n"], sort=True):
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):

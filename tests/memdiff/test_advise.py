@@ -122,6 +122,21 @@ def test_the_safe_level_needs_every_larger_level_safe():
     assert math.isnan(lowest_safe_level([0.1, 0.2], [0.0, 0.5], 0.1))
 
 
+def test_blown_up_samples_are_counted_as_diverged_not_as_safe_non_copies():
+    from memdiff.advise import sample_shares
+
+    train = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    samples = torch.tensor([[0.01, 0.0],           # a copy of item 0
+                            [2.0, 2.0],            # between items: a non-copy
+                            [900.0, 0.0],          # blown up: d_1 = 896 > limit
+                            [float("nan"), 0.0]])  # not finite
+    shares = sample_shares(samples, train, limit=50.0)
+    assert shares == {"copy_share": 0.25, "diverged_share": 0.5,
+                      "nn_distance": pytest.approx((0.01 + 8 ** 0.5) / 2)}
+    nothing = sample_shares(torch.full((2, 2), float("inf")), train, limit=50.0)
+    assert nothing["copy_share"] == 0 and nothing["diverged_share"] == 1 and math.isnan(nothing["nn_distance"])
+
+
 def test_the_advice_is_a_set_of_method_specs_the_grid_accepts(clusters):
     advice = clusters[0]
     sigma_n, ci, methods = advice["sigma_n"], advice["ci"], advice["config_snippet"]["methods"]

@@ -122,6 +122,9 @@ def test_comparisons_per_claim():
                                 ("ci_ddpm_high_0.6", "ddpm"), ("ci_edm_low", "edm")}
     assert pairs["C7"] == [("ambient_1.0_ci_edm_low", "ambient_1.0"), ("ambient_1.0_ci_edm_low", "ci_edm_low")]
     assert comparisons({"ambient_1.0", "ci_ddpm_low_0.4"})["C2"] == []  # no edm baseline
+    on_images = comparisons(methods, images=True)  # Shah et al.'s headline: the same pairs, judged as C3
+    assert "C2" not in on_images and on_images["C3"] == [("ambient_1.0", "edm")]
+    assert {k: v for k, v in on_images.items() if k != "C3"} == {k: v for k, v in pairs.items() if k != "C2"}
 
 
 def test_claims_markdown_rows_carry_verdicts_and_the_low_noise_reading_heads_the_ci_claims():

@@ -74,6 +74,21 @@ def test_image_figures_write_samples_and_paired_json_from_the_cells_means(tmp_pa
     assert rows["ambient_1.2"]["copy_share"] == pytest.approx(0.21)
 
 
+def test_an_image_grids_ambient_rows_are_judged_as_c3(tmp_path):
+    from memdiff.figs_image import make_all
+    from sims.artifacts import atomic_write_json
+
+    runs, out = tmp_path / "runs", tmp_path / "figs"
+    _write(runs, "digits", 100)
+    atomic_write_json(runs / "grid.json", {"config": {"datasets": [{"name": "digits", "kind": "digits"}]},
+                                           "cells": []})
+    make_all(runs, out, log=lambda line: None)
+    claims, verdicts = (out / "claims.md").read_text(), (out / "verdicts.md").read_text()
+    assert "## C3: ambient training against EDM on images" in claims and "## C2" not in claims
+    assert "| digits | 100 | ambient_1.2 - edm |" in claims
+    assert "| C3 ambient training lowers memorization at equal quality on images |" in verdicts
+
+
 def test_cells_without_preview_or_closed_form_samples_skip_those_pictures(tmp_path):
     from memdiff.figs_image import make_all
 
