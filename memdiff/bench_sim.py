@@ -16,6 +16,22 @@ Each measurement is paired with a plain baseline timed in the same run, and the 
 - memorization metrics: ``sims.metrics.nearest_neighbours`` (streamed blocks, exact float64 re-ranking) on
   50,000 samples against 60,000 items of dimension 784, against ``torch.cdist`` + ``topk`` over query
   chunks (float32), each in a fresh process: time and peak memory.
+
+``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one cell
+of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]`` table
+(``sims.grid.train_table``: ``arch``, ``width``, ``depth``, ``channel_mult``, ``attention``) by
+``sims.track1d.cell.build_net`` for its signal length (``mnist1d``: 40, ``ecg``: 140, ``gmm``: its ``dim``,
+``file``: ``--length``) and trained by ``sims.training.train`` (``EDMPrecond`` and the EDM loss on 512 random
+signals, the trainer path above) with the entry's ``batch_size``; the other ``[train]`` keys (learning-rate
+schedule, EMA, clipping) are the trainer path's, with EMA and clipping on, as in every grid cell. Entries with the same net and batch are timed
+once. All nets are timed on 1 thread, each warmed up by 5 steps, then ``--rounds`` rounds of ``--steps`` steps in
+turn (the order reverses every round) in process CPU time, as above. Per entry::
+
+    ms/step   = median over rounds of (CPU seconds of the round / --steps) * 1000
+    cell cost = steps * ms/step / 1000   (CPU seconds of the cell's training; steps: the entry's train.steps)
+    ratio     = cell cost of --against / cell cost of the entry   (> 1: this entry's cell is that many times cheaper)
+
+``--against`` names the reference entry (default: the costliest one). Sampling and evaluation are not counted.
 """
 from __future__ import annotations
 
@@ -35,7 +51,7 @@ from torch import nn
 from memdiff.bench_theory import in_fresh_process, peak_growth_mib
 from memdiff.sim import GRID_CONFIG
 from sims.artifacts import atomic_write_json
-from sims.grid import load_config
+from sims.grid import load_config, train_table
 from sims.losses import EDMLoss
 from sims.metrics import nearest_neighbours
 from sims.noise_levels import EDMLogNormal
@@ -43,6 +59,8 @@ from sims.preconditioning import EDMPrecond
 from sims.samplers import edm_heun
 from sims.schedules import karras_sigmas
 from sims.track1d.cell import build_net
+from sims.track1d.data import MNIST1D_LENGTH
+from sims.track1d.ecg import ECG_LENGTH
 from sims.training import TrainConfig, make_adam, train
 
 
@@ -54,13 +72,15 @@ LOOPS = ("trainer", "plain", "plain_default_adam")  # the training loops train_r
 PLAIN_ADAM = {"plain": "the trainer's Adam", "plain_default_adam": "torch's default Adam"}  # the plain loops' optimizers
 
 
-def _training(arch: str, batch: int, length: int, loop: str) -> Callable[[int], None]:
+def _training(arch: str, batch: int, length: int, loop: str,
+              net_cfg: dict[str, Any] | None = None) -> Callable[[int], None]:
     """A function that runs a number of training steps of a fresh ``arch`` net (seed 0) on 512 random signals, by
     ``loop`` (``LOOPS``): ``sims.training.train`` (one call per run, its set-up included), or the plain loop with
-    the trainer's Adam (``plain``) or torch's default Adam (``plain_default_adam``)."""
+    the trainer's Adam (``plain``) or torch's default Adam (``plain_default_adam``). ``net_cfg``, when given, is the
+    ``[train]`` table the net is built from as it stands (``arch`` is then ignored); by default the grid's."""
     torch.manual_seed(0)
     x0 = torch.randn(512, length)
-    net = _net(arch, load_config(GRID_CONFIG)["train"], length)
+    net = build_net(net_cfg, (length,)) if net_cfg is not None else _net(arch, load_config(GRID_CONFIG)["train"], length)
     if loop != "trainer":
         opt = make_adam(net.parameters(), 1e-3, torch.device("cpu")) if loop == "plain" \
             else torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -103,6 +123,21 @@ def train_rate(arch: str, steps: int, batch: int, length: int, threads: int, pla
     return _steps_per_s(run, steps)
 
 
+def timed_rounds(runs: dict[str, Callable[[int], None]], steps: int, rounds: int) -> dict[str, list[float]]:
+    """Per key of ``runs``, its steps per CPU second in each of ``rounds`` rounds: every run warmed up by 5 steps,
+    then all timed for ``steps`` steps in turn each round (the order reverses every round, so drift in the
+    machine's load falls on all), in process CPU time on 1 thread."""
+    torch.set_num_threads(1)
+    rates: dict[str, list[float]] = {key: [] for key in runs}
+    for run in runs.values():
+        run(5)
+    order = list(runs)
+    for r in range(rounds):
+        for key in (order if r % 2 == 0 else order[::-1]):
+            rates[key].append(_steps_per_s(runs[key], steps, time.process_time))
+    return rates
+
+
 def train_ratio(arch: str, steps: int, batch: int, length: int, rounds: int) -> dict[str, Any]:
     """The trainer against both plain loops on 1 thread, each warmed up by 5 steps, then timed for ``steps`` steps
     in turn ``rounds`` times (the order reverses every round). Per loop of ``LOOPS``: ``<loop>_steps_per_s``, the
@@ -110,13 +145,7 @@ def train_ratio(arch: str, steps: int, batch: int, length: int, rounds: int) -> 
     ``<loop>_ratio``, their median. Timed in process CPU time, which other processes on the machine do not inflate
     (with 1 thread and nothing else running it equals wall time)."""
     torch.set_num_threads(1)
-    runs = {loop: _training(arch, batch, length, loop) for loop in LOOPS}
-    rates: dict[str, list[float]] = {loop: [] for loop in LOOPS}
-    for run in runs.values():
-        run(5)
-    for r in range(rounds):
-        for loop in (LOOPS if r % 2 == 0 else LOOPS[::-1]):
-            rates[loop].append(_steps_per_s(runs[loop], steps, time.process_time))
+    rates = timed_rounds({loop: _training(arch, batch, length, loop) for loop in LOOPS}, steps, rounds)
     res: dict[str, Any] = {f"{loop}_steps_per_s": statistics.median(rates[loop]) for loop in LOOPS}
     for loop in LOOPS[1:]:
         res[f"{loop}_ratios"] = [t / p for t, p in zip(rates["trainer"], rates[loop])]
@@ -197,22 +226,108 @@ def nn_benchmark(queries: int, items: int, dim: int) -> dict:
     return res
 
 
+NET_KEYS = {"mlp": ("width", "depth"), "unet": ("width", "channel_mult", "attention")}  # what build_net reads
+
+
+def _entry_length(spec: dict[str, Any], default: int) -> int:
+    """The signal length of a ``[[datasets]]`` entry's items, by its kind (``default`` for a ``file``)."""
+    if spec["kind"] == "mnist1d":
+        return MNIST1D_LENGTH
+    if spec["kind"] == "ecg":
+        return ECG_LENGTH
+    if spec["kind"] == "gmm":
+        return int(spec.get("gmm", {}).get("dim", MNIST1D_LENGTH))  # sims.track1d.data.gaussian_mixture's default
+    return default
+
+
+def recipe_costs(config: dict[str, Any], steps: int, rounds: int, length: int,
+                 against: str | None = None) -> dict[str, Any]:
+    """The per-cell training cost of every ``[[datasets]]`` entry of ``config`` (module docstring, ``--config``):
+    ``entries``, one dict per entry in config order (``name``, ``arch``, ``width``, ``depth``, ``batch``,
+    ``length``, ``steps``, ``timed_as``: the entry whose timing it shares, ``ms_per_step``: the median,
+    ``ms_per_step_rounds``, ``cell_cpu_s`` = steps * ms_per_step / 1000, ``ratio``: cost of ``against`` / this
+    cost), ``against`` and ``timed``, the number of distinct nets timed. ``against`` (default: the costliest
+    entry) must name an entry, else a ``ValueError`` naming ``--against`` before any timing."""
+    names = [d["name"] for d in config["datasets"]]
+    if against is not None and against not in names:
+        raise ValueError(f"--against must name a [[datasets]] entry of the config, got {against!r}; entries: "
+                         f"{', '.join(names)}")
+    entries, runs, first = [], {}, {}
+    for spec in config["datasets"]:
+        tcfg = train_table(config, spec["name"])
+        arch = tcfg.get("arch", "mlp")
+        net_cfg = {"arch": arch, **{k: tcfg[k] for k in NET_KEYS.get(arch, ()) if k in tcfg}}
+        batch, n_len = tcfg.get("batch_size", TrainConfig.batch_size), _entry_length(spec, length)
+        key = repr((sorted(net_cfg.items()), batch, n_len))
+        if key not in first:
+            first[key] = spec["name"]
+            runs[spec["name"]] = _training(arch, batch, n_len, "trainer", net_cfg)
+        entries.append({"name": spec["name"], "arch": arch,  # width, depth None: build_net's
+                        "width": net_cfg.get("width"), "depth": net_cfg.get("depth"),
+                        "batch": batch, "length": n_len, "steps": tcfg.get("steps", TrainConfig.steps),
+                        "timed_as": first[key]})
+    rates = timed_rounds(runs, steps, rounds)
+    for e in entries:
+        e["ms_per_step_rounds"] = [1000.0 / r for r in rates[e["timed_as"]]]
+        e["ms_per_step"] = statistics.median(e["ms_per_step_rounds"])
+        e["cell_cpu_s"] = e["steps"] * e["ms_per_step"] / 1000.0
+    ref = next(e for e in entries if e["name"] == against) if against is not None \
+        else max(entries, key=lambda e: e["cell_cpu_s"])
+    for e in entries:
+        e["ratio"] = ref["cell_cpu_s"] / e["cell_cpu_s"]
+    return {"entries": entries, "against": ref["name"], "timed": len(runs)}
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    if not args.config.is_file():
+        raise ValueError(f"--config must be an existing grid config file (.toml or .json), got {str(args.config)!r}")
+    config = load_config(args.config)
+    print(f"memdiff bench sim --config {args.config}: torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
+    res = recipe_costs(config, args.steps, args.rounds, args.length, args.against)
+    res = {"settings": {"config": str(args.config), "steps": args.steps, "rounds": args.rounds,
+                        "length_for_file_kind": args.length, "json": str(args.json)},
+           "torch": torch.__version__, "load_average": os.getloadavg(), **res}
+    w = max(len("entry"), *(len(e["name"]) for e in res["entries"]))
+    print(f"trainer on 1 thread, {res['timed']} distinct nets timed, {args.rounds} rounds of {args.steps} steps each "
+          f"(CPU time); cell cost = steps x median ms/step; ratio = cost of {res['against']} / cost of the entry")
+    print(f"{'entry':<{w}}  {'arch':4s} {'width':>5s} {'depth':>5s} {'batch':>5s}  {'ms/step':>8s} {'(min-max)':>17s}"
+          f"  {'steps':>6s}  {'cell CPU s':>10s}  {'ratio':>6s}")
+    for e in res["entries"]:
+        lo, hi = min(e["ms_per_step_rounds"]), max(e["ms_per_step_rounds"])
+        shared = f"  (timing of {e['timed_as']})" if e["timed_as"] != e["name"] else ""
+        width, depth = ("-" if v is None else str(v) for v in (e["width"], e["depth"]))
+        print(f"{e['name']:<{w}}  {e['arch']:4s} {width:>5s} {depth:>5s} {e['batch']:5d}  "
+              f"{e['ms_per_step']:8.2f} {f'({lo:.2f}-{hi:.2f})':>17s}  {e['steps']:6d}  {e['cell_cpu_s']:10.1f}  "
+              f"{e['ratio']:5.2f}x{shared}")
+    if args.json:
+        atomic_write_json(args.json, res)
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="timed training steps per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="alternating trainer / plain-loop timings per net")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--length", type=int, default=40, help="signal length (40: MNIST-1D, 140: ECG)")
+    parser.add_argument("--length", type=int, default=40, help="signal length (40: MNIST-1D, 140: ECG; with --config: of 'file' entries)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--sampler-steps", type=int, default=18)
     parser.add_argument("--nn", type=int, nargs=3, default=[50_000, 60_000, 784], metavar=("QUERIES", "ITEMS", "DIM"),
                         help="nearest-neighbour metric benchmark size (0 0 0 skips it)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a grid config: time one cell's training per [[datasets]] entry instead (module docstring)")
+    parser.add_argument("--against", default=None, metavar="NAME",
+                        help="with --config: the entry the cell costs are compared with (None: the costliest)")
 
 
 def run(args: argparse.Namespace) -> int:
     for name in ("steps", "rounds", "batch", "length", "samples", "sampler_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.config is not None:
+        return _run_config(args)
+    if args.against is not None:
+        raise ValueError("--against applies with --config only")
     default = load_config(GRID_CONFIG)["train"].get("arch", "mlp")
     other = "unet" if default == "mlp" else "mlp"
     res: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "default_arch": default,
