@@ -148,10 +148,13 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
                               "nearest": rounded(x_train[nn]), "distance_ratio": rounded(ratio)}
     explained, t5 = {}, time.perf_counter()
     if ecfg.get("explain", False):  # what the net is, per sigma (§6.10): its first net against the closed forms
-        y = noisy_copies(method, x_train, idx, cell.seed)
+        y, cap = noisy_copies(method, x_train, idx, cell.seed), ecfg.get("explain_local_items")
         forms = closed_forms_for_cell(x_train, b.pool, b.ref, noisy=y, sigma_n=None if y is None else method["sigma_n"],
-                                      patches=ecfg.get("explain_patches", DEFAULT_PATCHES))
+                                      patches=ecfg.get("explain_patches", DEFAULT_PATCHES),
+                                      local_items=cap, seed=cell.seed)
         explained["explained"] = explained_variance(ema, forms, b.test, sigmas, num_items=items, seed=cell.seed)
+        if cap is not None:  # the local forms are the local machine of local_items of the n training items
+            explained["explained"].update(local_items=min(cap, x_train.shape[0]), n=x_train.shape[0])
         timing["explain_s"] = time.perf_counter() - t5
     return {"cell": {"dataset": cell.dataset, "n": cell.n, "method": cell.method, "seed": cell.seed, "id": cell.id},
             "family": family(method), "method": method, "train_config": tcfg, "sigma_data": b.sigma_data,

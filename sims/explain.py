@@ -14,7 +14,8 @@ optimum (``empirical``, the copier), the Wiener fit of the pool (``wiener``), th
 (``gmm``, where the dataset is a known mixture), the ambient optimum of the noisy copies an ambient method trains
 on (``ambient``, defined only above its ``sigma_n``: NaN at ``sigma <= sigma_n``) and the local patch denoisers
 of the training set, plain and translation-equivariant (``local_p{k}``, ``local_eq_p{k}``; Kamb & Ganguli's
-local and ELS machines).
+local and ELS machines), built from at most ``local_items`` training items where the cell caps them
+(``eval.explain_local_items``; :func:`closed_forms_for_cell`).
 
 Theory: docs/THEORY.md §6.10 (closed forms: §2.1-§2.5)."""
 from __future__ import annotations
@@ -32,6 +33,7 @@ from theory.denoiser import Denoiser, check_batch, check_data, check_positive_in
 from theory.seeding import seeded_generator
 
 EXPLAIN = 6  # domain tag of the fixed noise z: its streams never collide with the readout's or the corruption's
+EXPLAIN_LOCAL = 12  # domain tag of the local forms' training subset (eval.explain_local_items); free of 1-6 and 11
 DEFAULT_PATCHES = (5, 9, 17)
 
 
@@ -52,14 +54,32 @@ def _spatial(data: Tensor) -> tuple[int, ...]:
     return {2: tuple(data.shape[1:]), 3: tuple(data.shape[2:]), 4: tuple(data.shape[2:])}.get(data.ndim, ())
 
 
+def local_subset(n: int, local_items: int, seed: int) -> Tensor:
+    """The indices (ascending) of the ``min(local_items, n)`` training items the local forms are built from:
+    all ``n`` where ``local_items >= n``, else the first ``local_items`` of
+    ``torch.randperm(n, generator=seeded_generator(EXPLAIN_LOCAL, seed))``, sorted."""
+    if local_items >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=seeded_generator(EXPLAIN_LOCAL, seed))[:local_items].sort().values
+
+
 def closed_forms_for_cell(train: Tensor, pool: Tensor, ref: Reference, *, noisy: Tensor | None = None,
-                          sigma_n: float | None = None, patches: Iterable[int] = DEFAULT_PATCHES) -> dict[str, Denoiser]:
+                          sigma_n: float | None = None, patches: Iterable[int] = DEFAULT_PATCHES,
+                          local_items: int | None = None, seed: int = 0) -> dict[str, Denoiser]:
     """The closed forms a cell's net is compared with (§6.10): ``empirical`` (the exact optimum of ``train``),
     ``wiener`` (``GaussianDenoiser.fit(pool)``), ``gmm`` (``ref.denoiser`` where ``ref.kind == "exact"``),
     ``ambient`` (``AmbientDenoiser(noisy, sigma_n)``, where the method trains on the fixed noisy copies ``noisy``
     of ``train``) and, per patch size ``k`` that fits the item (odd, at most each spatial size), ``local_p{k}``
     and ``local_eq_p{k}`` (``LocalPatchDenoiser(train, k)``, plain and equivariant; per spatial axis for 2D
-    items)."""
+    items).
+
+    ``local_items`` (an integer >= 2, or ``None``: no cap) bounds the local forms' cost, which grows as
+    O(items x n x L x k) per sigma (the others are cheap and always use all of ``train``): where ``train`` holds
+    more than ``local_items`` items, the local forms are ``LocalPatchDenoiser(train[local_subset(n, local_items,
+    seed)], k)``, a random subset of ``m = local_items`` items drawn from ``seeded_generator(EXPLAIN_LOCAL,
+    seed)``. That is a different closed form, the local machine of those ``m`` items, not an estimate of the
+    local machine of all ``n`` (its patch posterior has fewer, hence farther, neighbours); results label it so
+    (``local_items`` beside ``n``). With ``local_items >= n`` or ``None`` the forms are those of all ``train``."""
     check_data(train, "train")
     check_data(pool, "pool")
     if tuple(pool.shape[1:]) != tuple(train.shape[1:]):
@@ -67,6 +87,11 @@ def closed_forms_for_cell(train: Tensor, pool: Tensor, ref: Reference, *, noisy:
     if not isinstance(ref, Reference):
         raise ValueError(f"ref must be a sims.readout.Reference, got {type(ref).__name__}")
     sizes = check_patches(patches)
+    if local_items is not None and (isinstance(local_items, bool) or not isinstance(local_items, int)
+                                    or local_items < 2):
+        raise ValueError(f"local_items must be an integer >= 2 or None, got {local_items!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if (noisy is None) != (sigma_n is None):
         raise ValueError("noisy and sigma_n must be given together (an ambient method's noisy copies and its "
                          f"sigma_n), got noisy {'None' if noisy is None else 'given'} and sigma_n {sigma_n!r}")
@@ -79,10 +104,12 @@ def closed_forms_for_cell(train: Tensor, pool: Tensor, ref: Reference, *, noisy:
             raise ValueError(f"noisy must hold one copy per training item ({train.shape[0]}), got {noisy.shape[0]}")
         forms["ambient"] = AmbientDenoiser(noisy, sigma_n)
     spatial = _spatial(train)
+    local = train if local_items is None or local_items >= train.shape[0] else \
+        train[local_subset(train.shape[0], local_items, seed).to(train.device)]
     for k in sizes:
         if spatial and all(k <= s for s in spatial):
-            forms[f"local_p{k}"] = LocalPatchDenoiser(train, k)
-            forms[f"local_eq_p{k}"] = LocalPatchDenoiser(train, k, equivariant=True)
+            forms[f"local_p{k}"] = LocalPatchDenoiser(local, k)
+            forms[f"local_eq_p{k}"] = LocalPatchDenoiser(local, k, equivariant=True)
     return forms
 
 

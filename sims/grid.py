@@ -126,6 +126,7 @@ EVAL: dict[str, Check] = {
     "preview_samples": _int(0),  # > 0: the result's "preview", the first k samples beside their nearest train items
     "explain_patches": _list_of(((lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1),
                                  "an odd integer >= 1 (a patch size of the local closed forms, §6.10)")),
+    "explain_local_items": _int(2),  # the local closed forms use at most this many training items (§6.10)
     "two_net": ((lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(m, str) for m in v))),
                 "true, false or a list of method names (the methods whose cells run the two-net test)"),
     "equivalence_margin": _number(lambda v: v > 0, "a finite number > 0 (a fraction of the baseline's mean)"),

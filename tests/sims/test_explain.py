@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from sims.explain import closed_forms_for_cell, explained_variance
+from sims.explain import EXPLAIN_LOCAL, closed_forms_for_cell, explained_variance
 from sims.grid import check_config
 from sims.readout import Reference
-from theory import EmpiricalDenoiser, GaussianDenoiser
+from theory import EmpiricalDenoiser, GaussianDenoiser, LocalPatchDenoiser
+from theory.seeding import seeded_generator
 
 SIGMAS = [0.05, 0.3, 1.0, 3.0]
 
@@ -70,6 +71,38 @@ def test_two_dimensional_items_get_local_forms_per_axis():
     assert out["r2"]["local_eq_p3"][0] == pytest.approx(1.0, abs=1e-6)
 
 
+def _outputs(forms, sigmas=(0.1, 1.0)):
+    x = TEST[:6]
+    return {name: [form(x, s) for s in sigmas] for name, form in forms.items()}
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_a_local_items_cap_at_or_above_n_changes_nothing():
+    whole = _outputs(closed_forms_for_cell(TRAIN, POOL, Reference.of(POOL), patches=[3, 5]))
+    for m in (16, 40):  # TRAIN holds 16 items
+        capped = _outputs(closed_forms_for_cell(TRAIN, POOL, Reference.of(POOL), patches=[3, 5], local_items=m, seed=4))
+        assert list(capped) == list(whole) and all(_same(capped[k], whole[k]) for k in whole)
+
+
+def test_local_items_below_n_builds_the_local_forms_of_a_seeded_subset_and_leaves_the_others():
+    whole_forms = closed_forms_for_cell(TRAIN, POOL, Reference.of(POOL), patches=[3, 5])
+    capped_forms = closed_forms_for_cell(TRAIN, POOL, Reference.of(POOL), patches=[3, 5], local_items=5, seed=4)
+    whole, capped = _outputs(whole_forms), _outputs(capped_forms)
+    assert list(capped) == list(whole)
+    subset = torch.randperm(16, generator=seeded_generator(EXPLAIN_LOCAL, 4))[:5].sort().values  # documented draw
+    for k in (3, 5):
+        for name, eq in ((f"local_p{k}", False), (f"local_eq_p{k}", True)):
+            mine = _outputs({name: LocalPatchDenoiser(TRAIN[subset], k, equivariant=eq)})[name]
+            assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(capped[name], mine, strict=True))
+            assert not all(torch.allclose(u, v, atol=1e-4) for u, v in zip(capped[name], whole[name], strict=True))
+    assert all(_same(capped[k], whole[k]) for k in ("empirical", "wiener"))
+    other = _outputs(closed_forms_for_cell(TRAIN, POOL, Reference.of(POOL), patches=[3], local_items=5, seed=5))
+    assert not _same(other["local_p3"], capped["local_p3"])  # the subset follows the seed
+
+
 FORMS = {"empirical": EmpiricalDenoiser(TRAIN)}
 
 
@@ -101,6 +134,11 @@ def test_bad_arguments_are_named(kwargs, match):
     ({"noisy": TRAIN[:3], "sigma_n": 0.5}, "noisy must hold one copy per training item"),
     ({"pool": torch.zeros(5, 7)}, "pool must have train's item shape"),
     ({"ref": None}, "ref must be a sims.readout.Reference"),
+    ({"local_items": 0}, "local_items must be an integer >= 2"),
+    ({"local_items": 1}, "local_items must be an integer >= 2"),
+    ({"local_items": True}, "local_items must be an integer >= 2"),
+    ({"local_items": 4.0}, "local_items must be an integer >= 2"),
+    ({"local_items": 4, "seed": -1}, "seed must be an integer >= 0"),
 ])
 def test_closed_forms_for_cell_names_a_bad_argument(kwargs, match):
     args = {"pool": POOL, "ref": Reference.of(POOL), **kwargs}
@@ -117,9 +155,13 @@ TINY = {"run": {"seeds": [0]},
         "methods": [{"name": "amb", "loss": "hybrid_ambient", "sigma_n": 0.5}]}
 
 
-@pytest.mark.parametrize("value, match", [(True, None), ([3, 4], r"eval\.explain_patches"), ("yes", r"eval\.explain")])
-def test_the_eval_keys_are_checked(value, match):
-    key = "explain_patches" if isinstance(value, list) else "explain"
+@pytest.mark.parametrize("key, value, match", [
+    ("explain", True, None), ("explain_patches", [3, 4], r"eval\.explain_patches"),
+    ("explain", "yes", r"eval\.explain"),
+    ("explain_local_items", 1000, None), ("explain_local_items", 1, r"eval\.explain_local_items"),
+    ("explain_local_items", True, r"eval\.explain_local_items"),
+])
+def test_the_eval_keys_are_checked(key, value, match):
     config = {**TINY, "eval": {**TINY["eval"], key: value}}
     if match is None:
         check_config(config)
@@ -140,6 +182,13 @@ def test_a_tiny_grid_cell_with_explain_reports_every_closed_form(tmp_path):
                                       "local_eq_p5"])  # the cell file sorts its keys
     assert math.isnan(e["r2"]["ambient"][0]) and np.isfinite(e["r2"]["ambient"][1:]).all()
     assert all(np.isfinite(v).all() for k, v in e["r2"].items() if k != "ambient")
+    assert "local_items" not in e  # no cap: the local forms are those of all n items, as before
+    capped = {**TINY, "eval": {**TINY["eval"], "explain_local_items": 4}}
+    assert run_grid(capped, tmp_path / "capped", run_cell, prepare=prepare, log=lambda _: None)["done"] == 1
+    c = json.loads((tmp_path / "capped" / "cells" / "g-n8-amb-s0.json").read_text())["explained"]
+    assert c["local_items"] == 4 and c["n"] == 8  # labelled: the local machine of 4 of the 8 items
+    assert all(np.allclose(c["r2"][k], e["r2"][k], equal_nan=True) for k in ("empirical", "wiener", "gmm", "ambient"))
+    assert not np.allclose(c["r2"]["local_p3"], e["r2"]["local_p3"])
     no_key = {**TINY, "eval": {k: v for k, v in TINY["eval"].items() if not k.startswith("explain")}}
     assert run_grid(no_key, tmp_path / "plain", run_cell, prepare=prepare, log=lambda _: None)["done"] == 1
     plain = json.loads((tmp_path / "plain" / "cells" / "g-n8-amb-s0.json").read_text())
