@@ -17,8 +17,8 @@ Each measurement is paired with a plain baseline timed in the same run, and the 
   50,000 samples against 60,000 items of dimension 784, against ``torch.cdist`` + ``topk`` over query
   chunks (float32), each in a fresh process: time and peak memory.
 
-``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one cell
-of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]`` table
+``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one net
+of a cell of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]`` table
 (``sims.grid.train_table``: ``arch``, ``width``, ``depth``, ``channel_mult``, ``attention``) by
 ``sims.track1d.cell.build_net`` for its signal length (``mnist1d``: 40, ``ecg``: 140, ``gmm``: its ``dim``,
 ``file``: ``--length``) and trained by ``sims.training.train`` (``EDMPrecond`` and the EDM loss on 512 random
@@ -28,8 +28,11 @@ once. All nets are timed on 1 thread, each warmed up by 5 steps, then ``--rounds
 turn (the order reverses every round) in process CPU time, as above. Per entry::
 
     ms/step   = median over rounds of (CPU seconds of the round / --steps) * 1000
-    cell cost = steps * ms/step / 1000   (CPU seconds of the cell's training; steps: the entry's train.steps)
-    ratio     = cell cost of --against / cell cost of the entry   (> 1: this entry's cell is that many times cheaper)
+    net cost = steps * ms/step / 1000   (CPU seconds to train one net; steps: the entry's train.steps)
+    ratio    = net cost of --against / net cost of the entry   (> 1: this entry's net is that many times cheaper)
+
+A cell of a method in ``eval.two_net`` trains two nets, so twice the net cost; the ratio compares recipes net for
+net.
 
 ``--against`` names the reference entry (default: the costliest one). Sampling and evaluation are not counted.
 """
@@ -242,10 +245,10 @@ def _entry_length(spec: dict[str, Any], default: int) -> int:
 
 def recipe_costs(config: dict[str, Any], steps: int, rounds: int, length: int,
                  against: str | None = None) -> dict[str, Any]:
-    """The per-cell training cost of every ``[[datasets]]`` entry of ``config`` (module docstring, ``--config``):
+    """The training cost of one net of every ``[[datasets]]`` entry of ``config`` (module docstring, ``--config``):
     ``entries``, one dict per entry in config order (``name``, ``arch``, ``width``, ``depth``, ``batch``,
     ``length``, ``steps``, ``timed_as``: the entry whose timing it shares, ``ms_per_step``: the median,
-    ``ms_per_step_rounds``, ``cell_cpu_s`` = steps * ms_per_step / 1000, ``ratio``: cost of ``against`` / this
+    ``ms_per_step_rounds``, ``net_cpu_s`` = steps * ms_per_step / 1000, ``ratio``: cost of ``against`` / this
     cost), ``against`` and ``timed``, the number of distinct nets timed. ``against`` (default: the costliest
     entry) must name an entry, else a ``ValueError`` naming ``--against`` before any timing."""
     names = [d["name"] for d in config["datasets"]]
@@ -270,11 +273,11 @@ def recipe_costs(config: dict[str, Any], steps: int, rounds: int, length: int,
     for e in entries:
         e["ms_per_step_rounds"] = [1000.0 / r for r in rates[e["timed_as"]]]
         e["ms_per_step"] = statistics.median(e["ms_per_step_rounds"])
-        e["cell_cpu_s"] = e["steps"] * e["ms_per_step"] / 1000.0
+        e["net_cpu_s"] = e["steps"] * e["ms_per_step"] / 1000.0
     ref = next(e for e in entries if e["name"] == against) if against is not None \
-        else max(entries, key=lambda e: e["cell_cpu_s"])
+        else max(entries, key=lambda e: e["net_cpu_s"])
     for e in entries:
-        e["ratio"] = ref["cell_cpu_s"] / e["cell_cpu_s"]
+        e["ratio"] = ref["net_cpu_s"] / e["net_cpu_s"]
     return {"entries": entries, "against": ref["name"], "timed": len(runs)}
 
 
@@ -289,15 +292,15 @@ def _run_config(args: argparse.Namespace) -> int:
            "torch": torch.__version__, "load_average": os.getloadavg(), **res}
     w = max(len("entry"), *(len(e["name"]) for e in res["entries"]))
     print(f"trainer on 1 thread, {res['timed']} distinct nets timed, {args.rounds} rounds of {args.steps} steps each "
-          f"(CPU time); cell cost = steps x median ms/step; ratio = cost of {res['against']} / cost of the entry")
+          f"(CPU time); net cost = steps x median ms/step; ratio = cost of {res['against']} / cost of the entry")
     print(f"{'entry':<{w}}  {'arch':4s} {'width':>5s} {'depth':>5s} {'batch':>5s}  {'ms/step':>8s} {'(min-max)':>17s}"
-          f"  {'steps':>6s}  {'cell CPU s':>10s}  {'ratio':>6s}")
+          f"  {'steps':>6s}  {'net CPU s':>10s}  {'ratio':>6s}")
     for e in res["entries"]:
         lo, hi = min(e["ms_per_step_rounds"]), max(e["ms_per_step_rounds"])
         shared = f"  (timing of {e['timed_as']})" if e["timed_as"] != e["name"] else ""
         width, depth = ("-" if v is None else str(v) for v in (e["width"], e["depth"]))
         print(f"{e['name']:<{w}}  {e['arch']:4s} {width:>5s} {depth:>5s} {e['batch']:5d}  "
-              f"{e['ms_per_step']:8.2f} {f'({lo:.2f}-{hi:.2f})':>17s}  {e['steps']:6d}  {e['cell_cpu_s']:10.1f}  "
+              f"{e['ms_per_step']:8.2f} {f'({lo:.2f}-{hi:.2f})':>17s}  {e['steps']:6d}  {e['net_cpu_s']:10.1f}  "
               f"{e['ratio']:5.2f}x{shared}")
     if args.json:
         atomic_write_json(args.json, res)
@@ -315,9 +318,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nearest-neighbour metric benchmark size (0 0 0 skips it)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--config", type=Path, default=None,
-                        help="a grid config: time one cell's training per [[datasets]] entry instead (module docstring)")
+                        help="a grid config: time one net's training per [[datasets]] entry instead (module docstring)")
     parser.add_argument("--against", default=None, metavar="NAME",
-                        help="with --config: the entry the cell costs are compared with (None: the costliest)")
+                        help="with --config: the entry the net costs are compared with (None: the costliest)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -442,7 +442,8 @@ def claims_markdown(df: pd.DataFrame, raw: dict[str, dict], margin: float = DEFA
              *section(ambient),
              "## C4: CI interval width, each narrower interval against the widest of its reading\n",
              *section("C4"),
-             "## C5: CI timestep sampling against uniform steps (DDPM form) and EDM (log-sigma form)\n",
+             "## C5: CI timestep sampling against uniform DDPM steps (`ci_ddpm_*`, epsilon loss) and against EDM "
+             "(`ci_edm_*`, EDM loss)\n",
              *section("C5"),
              f"## C6: copy onset against sigma_C (quantity: {rules.c6_onset}, eval.c6_onset)\n",
              _parts_line(rules.claim("C6"), margin, f"TOST within ±log {C6_FACTOR:g} (a factor of {C6_FACTOR:g})"),

@@ -64,8 +64,10 @@ def _groups(cells: dict[str, dict]) -> dict[tuple[str, int, str], list[dict]]:
         first = rs[0]["explained"]
         for r in rs[1:]:
             e = r["explained"]
-            if not np.allclose(e["sigma"], first["sigma"]) or list(e["r2"]) != list(first["r2"]):
-                raise ValueError(f"cells of {key} must share one sigma grid and set of closed forms; "
+            if not np.allclose(e["sigma"], first["sigma"]) or list(e["r2"]) != list(first["r2"]) \
+                    or e.get("local_items") != first.get("local_items"):  # a capped local form is another form
+                raise ValueError(f"cells of {key} must share one sigma grid, set of closed forms and local-form "
+                                 f"training items (eval.explain_local_items); "
                                  f"{r['cell'].get('id', r['cell'])} differs from seed {rs[0]['cell']['seed']}")
     return groups
 

@@ -173,7 +173,7 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike, log: Callable[[
               "grid": json.loads(grid.read_text())["config"] if grid.exists() else None}
     no_preview, no_emp = [], []
     with atomic_folder(out, "results.json") as folder:
-        written = _write_all(run_dir, folder)
+        written = _write_all(run_dir, folder, images=True)
         for (dataset, n), by_method in groups.items():
             seeds = sorted({r["cell"]["seed"] for rs in by_method.values() for r in rs})
             fig = samples_figure(by_method, dataset, n)

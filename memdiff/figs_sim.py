@@ -147,8 +147,9 @@ def make_all(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
     return [Path(out) / p.relative_to(folder) for p in written]
 
 
-def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
-    """The table and figures of :func:`make_all`, written into the folder ``out``."""
+def _write_all(run_dir: str | os.PathLike, out: Path, images: bool | None = None) -> list[Path]:
+    """The table and figures of :func:`make_all`, written into the folder ``out``; ``images``: judge ambient
+    against EDM as C3 (an image grid) or C2, by default from the grid config's dataset kinds."""
     df, raw = load_results(run_dir)
     summary = summarise(df)
     written = [atomic_write_text(out / "results.csv", summary.to_csv(index=False)),
@@ -169,7 +170,8 @@ def _write_all(run_dir: str | os.PathLike, out: Path) -> list[Path]:
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
     margin, rules = equivalence_margin(config["grid"]), readout_rules(config["grid"])
-    images = any(d.get("kind") in IMAGE_DATASETS for d in (config["grid"] or {}).get("datasets", ()))
+    if images is None:
+        images = any(d.get("kind") in IMAGE_DATASETS for d in (config["grid"] or {}).get("datasets", ()))
     written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin, rules, images)))
     written.append(atomic_write_text(out / "verdicts.md", "Verdict counts per claim (rules: docs/THEORY.md §7.6-7.7; "
                                      "every row's numbers: claims.md). Regenerate: `memdiff figs sim`.\n\n"

@@ -137,6 +137,18 @@ def test_blown_up_samples_are_counted_as_diverged_not_as_safe_non_copies():
     assert nothing["copy_share"] == 0 and nothing["diverged_share"] == 1 and math.isnan(nothing["nn_distance"])
 
 
+def test_a_level_whose_samples_diverge_is_not_safe(monkeypatch):
+    import memdiff.advise as advise_module
+
+    pop, _ = isotropic_world(**LOW_DIM)
+    cfg = AdviseConfig(data="gmm", n=LOW_DIM["n"], sigmas=log_sigma_grid(0.03, 3.0, 13).tolist(), switches=SWITCHES,
+                       samples=16)
+    blown_up = {"sigma_n": SWITCHES, "copy_share": [0.9, 0.0, 0.0, 0.0], "diverged_share": [0.0, 0.0, 0.5, 0.0],
+                "nn_distance": [1.0] * 4}  # no copies at 0.08 and 0.3, but half of 0.3's samples blew up
+    monkeypatch.setattr(advise_module, "ambient_sweep", lambda pop, cfg, progress=None: blown_up)
+    assert advise(pop, cfg)["evidence"]["sigma_A"] == 1.0  # not 0.08: the level above it, 0.3, is unsafe
+
+
 def test_the_advice_is_a_set_of_method_specs_the_grid_accepts(clusters):
     advice = clusters[0]
     sigma_n, ci, methods = advice["sigma_n"], advice["ci"], advice["config_snippet"]["methods"]

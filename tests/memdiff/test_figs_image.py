@@ -76,17 +76,26 @@ def test_image_figures_write_samples_and_paired_json_from_the_cells_means(tmp_pa
 
 def test_an_image_grids_ambient_rows_are_judged_as_c3(tmp_path):
     from memdiff.figs_image import make_all
-    from sims.artifacts import atomic_write_json
 
     runs, out = tmp_path / "runs", tmp_path / "figs"
-    _write(runs, "digits", 100)
-    atomic_write_json(runs / "grid.json", {"config": {"datasets": [{"name": "digits", "kind": "digits"}]},
-                                           "cells": []})
+    _write(runs, "digits", 100)  # no grid.json: figs image judges its rows as images all the same
     make_all(runs, out, log=lambda line: None)
     claims, verdicts = (out / "claims.md").read_text(), (out / "verdicts.md").read_text()
     assert "## C3: ambient training against EDM on images" in claims and "## C2" not in claims
     assert "| digits | 100 | ambient_1.2 - edm |" in claims
     assert "| C3 ambient training lowers memorization at equal quality on images |" in verdicts
+
+
+@pytest.mark.parametrize("kind, claim", [("digits", "C3"), ("mnist1d", "C2")])
+def test_figs_sim_reads_the_claim_from_the_grids_dataset_kinds(tmp_path, kind, claim):
+    from memdiff.figs_sim import make_all
+    from sims.artifacts import atomic_write_json
+
+    runs, out = tmp_path / "runs", tmp_path / "figs"
+    _write(runs, "digits", 100)
+    atomic_write_json(runs / "grid.json", {"config": {"datasets": [{"name": "digits", "kind": kind}]}, "cells": []})
+    make_all(runs, out)
+    assert f"## {claim}: ambient training against EDM" in (out / "claims.md").read_text()
 
 
 def test_cells_without_preview_or_closed_form_samples_skip_those_pictures(tmp_path):
