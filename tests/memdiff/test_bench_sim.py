@@ -35,44 +35,28 @@ batch_size = 4
 
 [eval]
 two_net = false
-
-[[datasets]]
-name = "small"
-kind = "mnist1d"
-n = [10]
-methods = ["edm"]
-source = 20
-test = 10
-pool = 10
-train = {{ width = 8, depth = 1, steps = 30 }}
-
-[[datasets]]
-name = "big"
-kind = "mnist1d"
-n = [10]
-methods = ["edm"]
-source = 20
-test = 10
-pool = 10
-train = {{ width = 16, depth = 1, steps = 10 }}
-
-[[datasets]]
-name = "small_long"
-kind = "mnist1d"
-n = [10]
-methods = ["edm"]
-source = 20
-test = 10
-pool = 10
-train = {{ width = 8, depth = 1, steps = 60, lr = 1e-2 }}
 """
+TINY_ENTRY = """
+[[datasets]]
+name = "{name}"
+kind = "mnist1d"
+n = [10]
+methods = ["edm"]
+source = 20
+test = 10
+pool = 10
+train = {{ {train} }}
+"""
+TINY_TRAIN = {"small": "width = 8, depth = 1, steps = 30", "big": "width = 16, depth = 1, steps = 10",
+              "small_long": "width = 8, depth = 1, steps = 60, lr = 1e-2"}  # small_long: small's net and batch
 
 
 def _recipes(tmp_path):
     from sims.artifacts import REPO_ROOT
 
     path = tmp_path / "recipes.toml"
-    path.write_text(TINY_RECIPES.format(base=(REPO_ROOT / "configs" / "sim_grid.toml").as_posix()))
+    path.write_text(TINY_RECIPES.format(base=(REPO_ROOT / "configs" / "sim_grid.toml").as_posix())
+                    + "".join(TINY_ENTRY.format(name=name, train=train) for name, train in TINY_TRAIN.items()))
     return path
 
 
