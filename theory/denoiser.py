@@ -9,6 +9,7 @@ are the one check and the one grid of noise levels for every layer.
 Theory: docs/THEORY.md §1.1."""
 from __future__ import annotations
 
+import math
 from typing import Iterable, Protocol, Union, runtime_checkable
 
 import numpy as np
@@ -23,12 +24,19 @@ class Denoiser(Protocol):
     def __call__(self, x: Tensor, sigma: Sigma) -> Tensor: ...
 
 
+FINITE_CHUNK = 1 << 22  # elements per block of the finiteness check: its mask never exceeds 4 MiB
+
+
 def check_finite(t: Tensor, name: str) -> Tensor:
-    """Raise ``ValueError`` naming ``name`` if ``t`` holds NaN or inf."""
+    """Raise ``ValueError`` naming ``name`` if ``t`` holds NaN or inf. Checked over blocks of leading-axis rows of
+    about ``FINITE_CHUNK`` elements, so the boolean mask stays small however large ``t`` is (a whole-tensor mask
+    was most of the streamed nearest-neighbour search's peak memory)."""
     if not torch.is_tensor(t):
         raise ValueError(f"{name} must be a torch tensor, got {type(t).__name__}")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    if t.is_floating_point():
+        blocks = t.split(max(1, FINITE_CHUNK // max(1, math.prod(t.shape[1:]))), 0) if t.ndim else (t,)
+        if not all(bool(torch.isfinite(b).all()) for b in blocks):
+            raise ValueError(f"{name} must be finite (found NaN or inf)")
     return t
 
 

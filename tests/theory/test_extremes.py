@@ -205,3 +205,20 @@ def test_full_patch_local_denoiser_exact_for_any_magnitude(problem, equivariant)
         spread = max((items.double() - torch.tensor(ref["mean"])).abs().max().item(), 1e-300)
         tol = 2 * _tv(ref, _radius(items, x[b], sigma)) * spread + round_off
         assert (out[b].double() - torch.tensor(ref["mean"])).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize("where", [(0, 0), (6, 2), (9, 4)])  # the first block, a middle one, the last row
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_the_blockwise_finiteness_check_finds_a_bad_value_in_any_block(monkeypatch, where, bad):
+    import theory.denoiser as denoiser
+
+    monkeypatch.setattr(denoiser, "FINITE_CHUNK", 12)  # 10 rows of 5: blocks of 2 rows
+    t = torch.zeros(10, 5)
+    assert denoiser.check_finite(t, "t") is t
+    t[where] = bad
+    with pytest.raises(ValueError, match="t must be finite"):
+        denoiser.check_finite(t, "t")
+    with pytest.raises(ValueError, match="s must be finite"):
+        denoiser.check_finite(torch.tensor(bad), "s")  # a scalar: one block
+    denoiser.check_finite(torch.zeros(0, 5), "empty")  # no rows: nothing to find
+    denoiser.check_finite(torch.zeros(3, 0), "no columns")
