@@ -28,7 +28,8 @@ def test_notebook05_runs_in_fast_mode_and_shows_the_advice(tmp_path, monkeypatch
     # the rule's line of what `memdiff advise` prints names the same sigma_n
     assert float(re.search(r"rule: sigma_n = max\(sigma_M, sigma_A\) = ([0-9.e+-]+)", text).group(1)) == advised
     assert f'sigma_n = {advised:g}\nnoise = {{ kind = "edm_lognormal" }}' in text  # the [[methods]] snippet
-    assert "paper_figs/confirm/confirm.md" in text and "paper_figs/explain/explain.md" in text
+    for table in ("confirm/confirm.md", "confirm_image/confirm.md", "explain_fitted/explain.md"):
+        assert f"paper_figs/{table}" in text
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing outside --out
     assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{NAME}.ipynb"]  # and nothing but the notebook
     assert f"{NAME}.py [1/" in capsys.readouterr().out  # one progress line per cell
