@@ -349,8 +349,16 @@ def pending(out: str | os.PathLike, cells: list[Cell], log: Callable[[str], None
 
 # ---- running ----------------------------------------------------------------------------------------------
 def _run_one(runner: Callable[..., dict[str, Any]], config: dict[str, Any], cell: Cell, out: str) -> tuple[str, float]:
+    """Run one cell and write its result file; an error names the cell (a user error's one-line message starts with
+    ``cell <id>:``, any other error carries the cell as a note)."""
     t0 = time.perf_counter()
-    result = runner(config, cell, Path(out))
+    try:
+        result = runner(config, cell, Path(out))
+    except (ValueError, FloatingPointError) as e:
+        raise type(e)(f"cell {cell.id}: {e}") from e
+    except Exception as e:
+        e.add_note(f"in grid cell {cell.id}")
+        raise
     result["wall_s"] = time.perf_counter() - t0
     atomic_write_json(cell_path(out, cell), _seal(result))
     return cell.id, result["wall_s"]

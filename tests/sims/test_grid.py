@@ -21,6 +21,8 @@ CONFIG = {
 def fake_runner(config, cell, out):
     if cell.method == "boom":
         raise RuntimeError("cell failed")
+    if cell.method == "nan":
+        raise ValueError("features must be finite (found NaN or inf)")
     return {"id": cell.id, "value": cell.n * 10 + cell.seed}
 
 
@@ -66,6 +68,18 @@ def test_a_failing_cell_leaves_no_partial_file_and_others_stay(tmp_path):
         run_grid(cfg, tmp_path, runner=fake_runner, log=lambda _: None)
     files = sorted(p.name for p in (tmp_path / "cells").iterdir())
     assert files == ["a-n10-m1-s0.json"]  # no temporary or half-written file
+
+
+@pytest.mark.parametrize("method, error, said", [("nan", ValueError, "message"), ("boom", RuntimeError, "note")])
+def test_a_failing_cells_error_names_the_cell(tmp_path, method, error, said):
+    cfg = {**CONFIG, "methods": [{"name": "m1"}, {"name": method}], "datasets": [CONFIG["datasets"][0]]}
+    with pytest.raises(error) as caught:
+        run_grid(cfg, tmp_path, runner=fake_runner, log=lambda _: None)
+    cell = f"a-n10-{method}-s0"
+    if said == "message":  # a user error: the CLI's one line must say which cell
+        assert str(caught.value) == f"cell {cell}: features must be finite (found NaN or inf)"
+    else:
+        assert str(caught.value) == "cell failed" and caught.value.__notes__ == [f"in grid cell {cell}"]
 
 
 def test_load_config_reads_toml_and_json(tmp_path):
