@@ -54,6 +54,12 @@ def explained_cells(raw: dict[str, dict]) -> dict[str, dict]:
     return cells
 
 
+def _local_items(cell: dict) -> int:
+    """How many training items a cell's local forms were built from: ``explained.local_items`` where
+    ``eval.explain_local_items`` capped them, else all ``n`` (a cap at or above ``n`` changes nothing)."""
+    return int(cell["explained"].get("local_items", cell["cell"]["n"]))
+
+
 def _groups(cells: dict[str, dict]) -> dict[tuple[str, int, str], list[dict]]:
     """The cells per (dataset, n, method), seeds in increasing order; one sigma grid and set of forms per group."""
     groups: dict[tuple[str, int, str], list[dict]] = {}
@@ -65,7 +71,7 @@ def _groups(cells: dict[str, dict]) -> dict[tuple[str, int, str], list[dict]]:
         for r in rs[1:]:
             e = r["explained"]
             if not np.allclose(e["sigma"], first["sigma"]) or list(e["r2"]) != list(first["r2"]) \
-                    or e.get("local_items") != first.get("local_items"):  # a capped local form is another form
+                    or _local_items(r) != _local_items(rs[0]):  # a capped local form is another form
                 raise ValueError(f"cells of {key} must share one sigma grid, set of closed forms and local-form "
                                  f"training items (eval.explain_local_items); "
                                  f"{r['cell'].get('id', r['cell'])} differs from seed {rs[0]['cell']['seed']}")

@@ -99,3 +99,17 @@ def test_the_switch_ignores_levels_where_every_form_explains_the_net():
     assert g.best_per_sigma()[-1] == "empirical" and g.clear_best_per_sigma()[-1] is None
     s = g.switch_answer()
     assert s["sigma"] == 0.1 and s["above"] == "local_eq_p5"
+
+
+def test_seeds_whose_local_forms_saw_different_training_items_are_not_averaged():
+    def capped(seed, local_items):
+        c = _cell("edm", seed, BASE)
+        if local_items is not None:
+            c["explained"].update(local_items=local_items, n=100)
+        return c
+
+    same = [capped(0, None), capped(1, 100)]  # a cap at n is no cap: the same local forms
+    assert explain_groups({c["cell"]["id"]: c for c in same})[("mnist1d", 100, "edm")].forms == list(BASE)
+    mixed = [capped(0, None), capped(1, 50)]  # the local machine of 50 items is another closed form
+    with pytest.raises(ValueError, match="local-form training items"):
+        explain_groups({c["cell"]["id"]: c for c in mixed})
