@@ -162,8 +162,9 @@ def sample_shares(samples: Tensor, train: Tensor, limit: float) -> dict[str, flo
     ratio = d1 = flat.new_zeros(0)
     if bool(finite.any()):
         ratio, d1, _ = nearest_ratio(flat[finite], train)
-        kept[finite] = d1 <= limit
-        ratio, d1 = ratio[d1 <= limit], d1[d1 <= limit]
+        near = d1 <= limit
+        kept[finite] = near
+        ratio, d1 = ratio[near], d1[near]
     total = flat.shape[0]
     return {"copy_share": float((ratio < 1 / 3).sum()) / total, "diverged_share": float((~kept).sum()) / total,
             "nn_distance": float(d1.mean()) if d1.numel() else math.nan}

@@ -17,15 +17,15 @@ Each measurement is paired with a plain baseline timed in the same run, and the 
   50,000 samples against 60,000 items of dimension 784, against ``torch.cdist`` + ``topk`` over query
   chunks (float32), each in a fresh process: time and peak memory.
 
-``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one net
-of a cell of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]`` table
-(``sims.grid.train_table``: ``arch``, ``width``, ``depth``, ``channel_mult``, ``attention``) by
+``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one net of
+a cell of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]``
+table (``sims.grid.train_table``: ``arch``, ``width``, ``depth``, ``channel_mult``, ``attention``) by
 ``sims.track1d.cell.build_net`` for its signal length (``mnist1d``: 40, ``ecg``: 140, ``gmm``: its ``dim``,
 ``file``: ``--length``) and trained by ``sims.training.train`` (``EDMPrecond`` and the EDM loss on 512 random
 signals, the trainer path above) with the entry's ``batch_size``; the other ``[train]`` keys (learning-rate
-schedule, EMA, clipping) are the trainer path's, with EMA and clipping on, as in every grid cell. Entries with the same net and batch are timed
-once. All nets are timed on 1 thread, each warmed up by 5 steps, then ``--rounds`` rounds of ``--steps`` steps in
-turn (the order reverses every round) in process CPU time, as above. Per entry::
+schedule, EMA, clipping) are the trainer path's, with EMA and clipping on, as in every grid cell. Entries with the
+same net and batch are timed once. All nets are timed on 1 thread, each warmed up by 5 steps, then ``--rounds``
+rounds of ``--steps`` steps in turn (the order reverses every round) in process CPU time, as above. Per entry::
 
     ms/step   = median over rounds of (CPU seconds of the round / --steps) * 1000
     net cost = steps * ms/step / 1000   (CPU seconds to train one net; steps: the entry's train.steps)
@@ -83,7 +83,8 @@ def _training(arch: str, batch: int, length: int, loop: str,
     ``[train]`` table the net is built from as it stands (``arch`` is then ignored); by default the grid's."""
     torch.manual_seed(0)
     x0 = torch.randn(512, length)
-    net = build_net(net_cfg, (length,)) if net_cfg is not None else _net(arch, load_config(GRID_CONFIG)["train"], length)
+    net = build_net(net_cfg, (length,)) if net_cfg is not None \
+        else _net(arch, load_config(GRID_CONFIG)["train"], length)
     if loop != "trainer":
         opt = make_adam(net.parameters(), 1e-3, torch.device("cpu")) if loop == "plain" \
             else torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -311,7 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="timed training steps per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="alternating trainer / plain-loop timings per net")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--length", type=int, default=40, help="signal length (40: MNIST-1D, 140: ECG; with --config: of 'file' entries)")
+    parser.add_argument("--length", type=int, default=40,
+                        help="signal length (40: MNIST-1D, 140: ECG; with --config: of 'file' entries)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--sampler-steps", type=int, default=18)
     parser.add_argument("--nn", type=int, nargs=3, default=[50_000, 60_000, 784], metavar=("QUERIES", "ITEMS", "DIM"),

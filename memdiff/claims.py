@@ -153,8 +153,6 @@ def verdict(judged: Sequence[Judged]) -> tuple[str, str]:
 LOWER_COPY = Part("copy_share", "lower")
 CLAIMS = {
     "C2": Claim("C2", "ambient training lowers memorization at equal quality", (LOWER_COPY, Part("fd", "equal"))),
-    "C3": Claim("C3", "ambient training lowers memorization at equal quality on images",
-                (LOWER_COPY, Part("fd", "equal"))),
     "C4": Claim("C4", "the interval width controls the trade-off: a narrower interval (more weight on its steps) "
                 "lowers memorization against the widest one", (LOWER_COPY,)),
     "C5": Claim("C5", "emphasis on later denoising steps lowers memorization and improves alignment",
@@ -169,6 +167,7 @@ CLAIMS = {
     "C6": Claim("C6", "sigma_C predicts where a trained net starts to copy: copy_onset within a factor of 2 of "
                 "sigma_C", (Part("log_onset_ratio", "equal"),)),
 }
+CLAIMS["C3"] = Claim("C3", CLAIMS["C2"].text + " on images", CLAIMS["C2"].parts)  # C2's rule on an image grid
 C6_FACTOR = 2.0  # C6's margin: |log(copy_onset / sigma_C)| < log 2, i.e. the onset within [sigma_C / 2, 2 sigma_C]
 C6_QUANTITIES = {"onset": CLAIMS["C6"],  # eval.c6_onset -> C6 judged on that quantity (§7.7)
                  "band_top": Claim("C6", "sigma_C predicts where a trained net starts to copy: band_top (the upper "

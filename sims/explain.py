@@ -55,11 +55,9 @@ def _spatial(data: Tensor) -> tuple[int, ...]:
 
 
 def local_subset(n: int, local_items: int, seed: int) -> Tensor:
-    """The indices (ascending) of the ``min(local_items, n)`` training items the local forms are built from:
-    all ``n`` where ``local_items >= n``, else the first ``local_items`` of
-    ``torch.randperm(n, generator=seeded_generator(EXPLAIN_LOCAL, seed))``, sorted."""
-    if local_items >= n:
-        return torch.arange(n)
+    """The indices (ascending) of the ``min(local_items, n)`` training items the local forms are built from: the
+    first ``local_items`` of ``torch.randperm(n, generator=seeded_generator(EXPLAIN_LOCAL, seed))``, sorted (all
+    ``n`` where ``local_items >= n``)."""
     return torch.randperm(n, generator=seeded_generator(EXPLAIN_LOCAL, seed))[:local_items].sort().values
 
 
