@@ -53,7 +53,7 @@ from memdiff import theory_run
 from memdiff.theory_run import Population, noisy_copies
 from sims.artifacts import atomic_folder, atomic_write, atomic_write_json, check_writable, provenance
 from sims.generation import copy_stats
-from sims.metrics import nearest_ratio
+from sims.metrics import divergence_limit, sample_shares
 from sims.methods import build_method
 from sims.noise_levels import ConfidenceIntervalGaussian, UniformSteps
 from sims.samplers import generate
@@ -148,28 +148,6 @@ def necessity_level(diag) -> float:
     return necessity_crossing(diag)
 
 
-DIVERGED_FACTOR = 10.0  # a sample is diverged when d_1 exceeds this many times the held-out items' largest d_1
-
-
-def sample_shares(samples: Tensor, train: Tensor, limit: float) -> dict[str, float]:
-    """``copy_share`` (``d_1 / d_2 < 1/3``, §6.3) and ``diverged_share`` of ``samples`` against ``train``, both shares
-    of all samples, and ``nn_distance``, the mean ``d_1`` of the samples that did not diverge (NaN if none). A
-    sample is diverged when it is not finite or its nearest training distance ``d_1`` exceeds ``limit``: the
-    sampler blew it up, so it is neither a copy nor a datum, and its distance would swamp a mean."""
-    flat = samples.flatten(1)
-    finite = flat.isfinite().all(1)
-    kept = torch.zeros_like(finite)
-    ratio = d1 = flat.new_zeros(0)
-    if bool(finite.any()):
-        ratio, d1, _ = nearest_ratio(flat[finite], train)
-        near = d1 <= limit
-        kept[finite] = near
-        ratio, d1 = ratio[near], d1[near]
-    total = flat.shape[0]
-    return {"copy_share": float((ratio < 1 / 3).sum()) / total, "diverged_share": float((~kept).sum()) / total,
-            "nn_distance": float(d1.mean()) if d1.numel() else math.nan}
-
-
 def ambient_sweep(pop: Population, cfg: AdviseConfig,
                   progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, list[float]]:
     """Per ``sigma_n`` in ``cfg.switches``, the copy share, diverged share and mean nearest distance
@@ -178,7 +156,7 @@ def ambient_sweep(pop: Population, cfg: AdviseConfig,
     ``y_i = x_i + sigma_n eps_i`` above ``sigma_n`` (§2.4, §4.8), the non-memorizing reference (``pop.smooth``) at
     and below it (§2.6). A sample diverged when its ``d_1`` exceeds ``DIVERGED_FACTOR`` times the largest ``d_1`` of
     the held-out items."""
-    limit = DIVERGED_FACTOR * float(nearest_ratio(pop.test, pop.train)[1].max())
+    limit = divergence_limit(pop.test, pop.train)
     sweep: dict[str, list[float]] = {"sigma_n": list(cfg.switches), "copy_share": [], "diverged_share": [],
                                      "nn_distance": []}
     for s in (progress(cfg.switches) if progress else cfg.switches):

@@ -12,8 +12,15 @@ by the same recipe on a disjoint subset, sigma_C (§3.5) with the reference's de
 ``eval.closed_form_samples = k`` the copy share of ``k`` samples of the exact optimum of the same training set
 by the same sampler (``emp_copy_share``; the closed form's prediction beside the net's), with ``eval.explain``
 the explained share r^2 of the net's corrections by each closed form per sigma (``explained``; §6.10), and with
-``eval.preview_samples = k`` the first ``k`` samples beside their nearest training items (``preview``: item
-``shape``, ``samples``, ``nearest`` and their ``distance_ratio`` d1/d2, rounded to 4 decimals; for pictures).
+``eval.preview_samples = k`` the first ``k`` samples that did not diverge beside their nearest training items
+(``preview``: item ``shape``, ``samples``, ``nearest`` and their ``distance_ratio`` d1/d2, rounded to 4 decimals;
+for pictures).
+
+A sampler that blows samples up is a result, not a crash (§6.3): ``diverged_share`` is the share of samples that
+are not finite or lie more than ``sims.metrics.DIVERGED_FACTOR`` times the held-out reals' largest nearest distance
+from the training set (§3.8). The sample metrics (copy share, FD, ...) are measured on the other samples while at
+most ``MAX_DIVERGED_SHARE`` of them diverged, and are ``None`` past it: undefined, so the claims drop that seed
+rather than count blown-up samples as non-copies. The readouts, which do not sample, are measured as usual.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from sims.samplers import generate
 from sims.training import TrainConfig, train
 from theory import EmpiricalDenoiser
 
+MAX_DIVERGED_SHARE = 0.01  # past this share of diverged samples a cell's sample metrics are undefined (None)
 TWO_NET_SEED_OFFSET = 100_000  # the second net of the two-net test trains with seed ``cell.seed + offset``
 TRAIN_KEYS = ("steps", "batch_size", "lr", "lr_warmup_steps", "lr_decay", "ema_decay", "ema_halflife_images", "ema_rampup",
               "grad_clip")  # the [train] keys that are sims.training.TrainConfig fields
@@ -118,8 +126,11 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
                         sampler=ecfg.get("sampler", "edm_heun"))
 
     samples = sample(ema, ecfg.get("num_samples", 1000))
-    m = sample_metrics(samples, x_train, b.test, feats)
     ref = sample_metrics(b.pool[: samples.shape[0]], x_train, b.test, feats)  # held-out reals in place of samples
+    kept = metrics.within_limit(samples, x_train, metrics.divergence_limit(b.test, x_train))[0]
+    diverged = float((~kept).double().mean())
+    m = {**(sample_metrics(samples[kept], x_train, b.test, feats) if diverged <= MAX_DIVERGED_SHARE
+            else dict.fromkeys(ref)), "diverged_share": diverged}
     t2 = time.perf_counter()
 
     sigmas, items = ecfg["readout_sigmas"], ecfg.get("readout_items", 256)
@@ -141,10 +152,11 @@ def train_and_measure(config: dict[str, Any], cell: Cell, b: Bundle, feats, buil
         timing["closed_form_samples_s"] = time.perf_counter() - t4
     metrics_ = {**m, **{f"ref_{k}": v for k, v in ref.items()}, "train_loss": last_loss}
     preview = {}
-    if k := ecfg.get("preview_samples", 0):  # the first k samples beside their nearest training items (pictures)
-        ratio, _, nn = metrics.nearest_ratio(samples[:k], x_train)
+    if (k := ecfg.get("preview_samples", 0)) and m["copy_share"] is not None:  # for pictures: the first k samples
+        shown = samples[kept][:k]  # that did not diverge, beside their nearest training items
+        ratio, _, nn = metrics.nearest_ratio(shown, x_train)
         rounded = lambda t: t.double().round(decimals=4).tolist()  # noqa: E731
-        preview["preview"] = {"shape": list(item_shape), "samples": rounded(samples[:k]),
+        preview["preview"] = {"shape": list(item_shape), "samples": rounded(shown),
                               "nearest": rounded(x_train[nn]), "distance_ratio": rounded(ratio)}
     explained, t5 = {}, time.perf_counter()
     if ecfg.get("explain", False):  # what the net is, per sigma (§6.10): its first net against the closed forms

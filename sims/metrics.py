@@ -88,6 +88,40 @@ def nearest_ratio(samples: Tensor, train: Tensor) -> tuple[Tensor, Tensor, Tenso
     return d[:, 0] / d[:, 1].clamp_min(torch.finfo(torch.float64).tiny), d[:, 0], idx[:, 0]
 
 
+DIVERGED_FACTOR = 10.0  # a sample is diverged when d_1 exceeds this many times the held-out items' largest d_1
+
+
+def divergence_limit(heldout: Tensor, train: Tensor) -> float:
+    """The distance past which a sample counts as diverged (:func:`sample_shares`): ``DIVERGED_FACTOR`` times the
+    largest nearest-training distance ``d_1`` of the held-out items ``heldout`` (docs/THEORY.md §3.8)."""
+    return DIVERGED_FACTOR * float(nearest_ratio(heldout, train)[1].max())
+
+
+def within_limit(samples: Tensor, train: Tensor, limit: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per sample, whether it did not diverge (it is finite and its nearest training distance ``d_1`` is at most
+    ``limit``), and ``d_1 / d_2`` and ``d_1`` of the samples that did not. A diverged sample was blown up by the
+    sampler: neither a copy nor a datum, and its distance would swamp a mean."""
+    flat = samples.flatten(1)
+    finite = flat.isfinite().all(1)
+    kept, ratio, d1 = finite.clone(), flat.new_zeros(0), flat.new_zeros(0)
+    if bool(finite.any()):
+        ratio, d1, _ = nearest_ratio(flat[finite], train)
+        near = d1 <= limit
+        kept[finite] = near
+        ratio, d1 = ratio[near], d1[near]
+    return kept, ratio, d1
+
+
+def sample_shares(samples: Tensor, train: Tensor, limit: float) -> dict[str, float]:
+    """``copy_share`` (``d_1 / d_2 < 1/3``, §6.3) and ``diverged_share`` (:func:`within_limit`) of ``samples``
+    against ``train``, both shares of all samples, and ``nn_distance``, the mean ``d_1`` of the samples that did
+    not diverge (NaN if none)."""
+    kept, ratio, d1 = within_limit(samples, train, limit)
+    total = kept.numel()
+    return {"copy_share": float((ratio < 1 / 3).sum()) / total, "diverged_share": float((~kept).sum()) / total,
+            "nn_distance": float(d1.mean()) if d1.numel() else math.nan}
+
+
 def memorization_report(samples: Tensor, train: Tensor, features: Tensor | None = None,
                         train_features: Tensor | None = None, ratio: float = 1 / 3,
                         cosine_thresholds: tuple[float, ...] = (0.9, 0.95)) -> dict[str, float]:
