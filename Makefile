@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/memdiff: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,fast-nn]'
 	touch $@
 
 setup: $(BIN)/memdiff

@@ -13,9 +13,10 @@ Each measurement is paired with a plain baseline timed in the same run, and the 
   net with the same number of network calls;
 - architectures: the MLP (grid default) against the 1D U-Net, same steps and batch;
 - parallelism: two processes with one thread each against one process with two threads;
-- memorization metrics: ``sims.metrics.nearest_neighbours`` (streamed blocks, exact float64 re-ranking) on
-  50,000 samples against 60,000 items of dimension 784, against ``torch.cdist`` + ``topk`` over query
-  chunks (float32), each in a fresh process: time and peak memory.
+- memorization metrics: ``sims.metrics.nearest_neighbours`` with torch's streamed candidates and with faiss's
+  (``backend="torch"`` / ``"faiss"``; both then re-rank exactly in float64) on 50,000 samples against 60,000 items
+  of dimension 784, against ``torch.cdist`` + ``topk`` over query chunks (float32), each in a fresh process: time
+  and peak memory (faiss's row is left out when faiss is not installed).
 
 ``--config PATH`` (a grid config, ``extends`` applied) replaces all of the above by the training cost of one net of
 a cell of each ``[[datasets]]`` entry, to compare recipes. Each entry's net is built from its effective ``[train]``
@@ -39,6 +40,7 @@ net.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import os
 import statistics
@@ -194,17 +196,22 @@ def _nn_problem(queries: int, items: int, dim: int) -> tuple[torch.Tensor, torch
     return torch.randn(queries, dim, generator=g), torch.randn(items, dim, generator=g)
 
 
+NN_METHODS = {"cdist": "cdist+topk", "streamed": "streamed exact", "faiss": "faiss exact"}  # nn_probe's searches
+
+
 def nn_probe(method: str, queries: int, items: int, dim: int, chunk: int = 1024) -> dict:
-    """Seconds, peak memory growth (MiB) and the nearest item of each query for one full nearest-2 search."""
+    """Seconds, peak memory growth (MiB) and the nearest item of each query for one full nearest-2 search by
+    ``method`` (``NN_METHODS``): ``torch.cdist`` + ``topk`` over query chunks, or ``nearest_neighbours`` with the
+    torch (``streamed``) or the faiss candidates."""
     q, x = _nn_problem(queries, items, dim)
     out: dict[str, torch.Tensor] = {}
 
     def search() -> None:
-        if method == "streamed":
-            out["idx"] = nearest_neighbours(q, x, k=2)[1]
-        else:
+        if method == "cdist":
             out["idx"] = torch.cat([torch.cdist(q[i:i + chunk], x).topk(2, dim=1, largest=False).indices
                                     for i in range(0, q.shape[0], chunk)])
+        else:
+            out["idx"] = nearest_neighbours(q, x, k=2, backend="torch" if method == "streamed" else "faiss")[1]
 
     t0 = time.perf_counter()
     peak = peak_growth_mib(search)
@@ -212,21 +219,27 @@ def nn_probe(method: str, queries: int, items: int, dim: int, chunk: int = 1024)
 
 
 def nn_benchmark(queries: int, items: int, dim: int) -> dict:
-    """Both searches at ``items / 2`` and ``items`` (fresh processes); where their nearest items differ, the
-    float64 distance decides which one is right."""
-
+    """Every search of ``NN_METHODS`` at ``items / 2`` and ``items`` (fresh processes; faiss only when installed),
+    keys ``<method>@<n>``. ``disagreements``, per pair ``<a>_vs_<b>`` of searches at ``items``: the rows where
+    their nearest items differ, and in how many of them the float64 distance says ``a``'s or ``b``'s is nearer
+    or ties."""
+    methods = [m for m in NN_METHODS if m != "faiss" or importlib.util.find_spec("faiss") is not None]
     res: dict = {}
-    for m in ("streamed", "cdist"):
+    for m in methods:
         for n in (items // 2, items):
             res[f"{m}@{n}"] = in_fresh_process("memdiff.bench_sim", f"nn_probe({m!r}, {queries}, {n}, {dim})")
     nearest = {key: torch.tensor(r.pop("nearest")) for key, r in res.items()}
-    a, b = nearest[f"streamed@{items}"], nearest[f"cdist@{items}"]
     q, x = _nn_problem(queries, items, dim)
-    rows = torch.nonzero(a != b).flatten()
-    da = (q[rows].double() - x[a[rows]].double()).norm(dim=1)
-    db = (q[rows].double() - x[b[rows]].double()).norm(dim=1)
-    res["disagreements"] = {"rows": int(rows.numel()), "streamed_nearer": int((da < db).sum()),
-                            "cdist_nearer": int((db < da).sum()), "ties": int((da == db).sum())}
+    res["disagreements"] = {}
+    for i, a_name in enumerate(methods):
+        for b_name in methods[:i]:
+            a, b = nearest[f"{a_name}@{items}"], nearest[f"{b_name}@{items}"]
+            rows = torch.nonzero(a != b).flatten()
+            da = (q[rows].double() - x[a[rows]].double()).norm(dim=1)
+            db = (q[rows].double() - x[b[rows]].double()).norm(dim=1)
+            res["disagreements"][f"{a_name}_vs_{b_name}"] = {
+                "rows": int(rows.numel()), f"{a_name}_nearer": int((da < db).sum()),
+                f"{b_name}_nearer": int((db < da).sum()), "ties": int((da == db).sum())}
     return res
 
 
@@ -361,14 +374,17 @@ def run(args: argparse.Namespace) -> int:
     if all(args.nn):
         nq, ni, dim = args.nn
         res["nearest_neighbours"] = nn = nn_benchmark(nq, ni, dim)
-        print(f"nearest 2 of {nq} samples among n items, d = {dim} (time, peak memory growth):")
+        print(f"nearest 2 of {nq} samples among n items, d = {dim} (time, peak memory growth, time ratio "
+              f"cdist / search):")
         for n in (ni // 2, ni):
-            s, c = nn[f"streamed@{n}"], nn[f"cdist@{n}"]
-            print(f"  n = {n}: streamed exact {s['seconds']:.1f} s, +{s['peak_mib']:.0f} MiB | cdist+topk "
-                  f"{c['seconds']:.1f} s, +{c['peak_mib']:.0f} MiB | time ratio {c['seconds'] / s['seconds']:.2f}")
-        d = nn["disagreements"]
-        print(f"  nearest items differ in {d['rows']} of {nq} rows; float64 distance: streamed nearer in "
-              f"{d['streamed_nearer']}, cdist nearer in {d['cdist_nearer']}, ties {d['ties']}")
+            base = nn[f"cdist@{n}"]["seconds"]
+            print(f"  n = {n}: " + " | ".join(
+                f"{label} {r['seconds']:.1f} s, +{r['peak_mib']:.0f} MiB, {base / r['seconds']:.2f}x"
+                for m, label in NN_METHODS.items() if (r := nn.get(f"{m}@{n}"))))
+        for pair, d in nn["disagreements"].items():
+            a, b = pair.split("_vs_")
+            print(f"  {a} vs {b}: nearest items differ in {d['rows']} of {nq} rows; float64 distance: {a} nearer in "
+                  f"{d[f'{a}_nearer']}, {b} nearer in {d[f'{b}_nearer']}, ties {d['ties']}")
     if args.json:
         atomic_write_json(args.json, res)
     return 0

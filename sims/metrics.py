@@ -34,36 +34,89 @@ def _same_dim(a: Tensor, b: Tensor, names: str) -> None:
         raise ValueError(f"{names} must have the same item size, got {a.shape[1]} and {b.shape[1]}")
 
 
-def nearest_neighbours(queries: Tensor, items: Tensor, k: int = 2, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
-    """Exact Euclidean ``k`` nearest items of each query: ``(distances (B, k), indices (B, k))``, ascending.
+NN_BACKENDS = ("auto", "torch", "faiss")  # nearest_neighbours's candidate searches
 
-    Candidates come from the matmul expansion ``|x|^2 - 2 q.x`` (``|q|^2`` does not change the ranking) in
-    blocks (a running top-``k + 2``); their distances are then recomputed as ``|q - x|`` in float64, so
-    near-duplicates are ranked exactly."""
+
+def _faiss():
+    """The ``faiss`` module (package ``faiss-cpu``, extra ``fast-nn``), or ``None`` when it is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _rerank(q: Tensor, x: Tensor, idx: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest of each query's candidate items ``idx`` (``(B, c)``) by the float64 distance ``|q - x|``
+    computed directly: ``(distances (B, k), indices (B, k))``, ascending, ties to the lower index."""
+    idx = idx.sort(dim=1).values
+    q64 = q.double()  # one candidate column at a time
+    exact = torch.stack([(q64 - x[idx[:, j]].double()).norm(dim=1) for j in range(idx.shape[1])], 1)
+    exact, order = exact.sort(dim=1, stable=True)
+    return exact[:, :k], idx.gather(1, order)[:, :k]
+
+
+def _torch_candidates(qb: Tensor, x: Tensor, x_sq: Tensor, cand: int, chunk_size: int) -> Tensor:
+    """Indices ``(B, cand)`` of the smallest ``|x|^2 - 2 q.x`` per query (``qb``'s dtype), over item blocks."""
+    best_d = torch.empty((qb.shape[0], 0), dtype=qb.dtype, device=qb.device)
+    best_i = torch.empty((qb.shape[0], 0), dtype=torch.long, device=qb.device)
+    for xs in range(0, x.shape[0], chunk_size):
+        xb = x[xs:xs + chunk_size].to(qb.dtype)
+        d2 = torch.addmm(x_sq[xs:xs + chunk_size].to(qb.dtype), qb, xb.T, alpha=-2)  # |x|^2 - 2 q.x
+        bd, bi = d2.topk(min(cand, d2.shape[1]), dim=1, largest=False)
+        d, i = torch.cat([best_d, bd], 1), torch.cat([best_i, bi + xs], 1)
+        best_d, pos = d.topk(min(cand, d.shape[1]), dim=1, largest=False)
+        best_i = i.gather(1, pos)
+    return best_i
+
+
+def _faiss_candidates(faiss, qb: Tensor, xf: np.ndarray, cand: int) -> Tensor:
+    """Indices ``(B, cand)`` of the smallest float32 ``|q - x|^2`` per query by faiss's flat L2 search over the
+    items ``xf`` (contiguous float32), on ``torch.get_num_threads()`` OpenMP threads (restored afterwards)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    try:
+        return torch.from_numpy(faiss.knn(qb.detach().float().contiguous().numpy(), xf, cand)[1])
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def nearest_neighbours(queries: Tensor, items: Tensor, k: int = 2, chunk_size: int = 4096,
+                       backend: str = "torch") -> tuple[Tensor, Tensor]:
+    """Exact Euclidean ``k`` nearest items of each query: ``(distances (B, k), indices (B, k))``, ascending
+    (docs/THEORY.md §6.3).
+
+    Per block of ``chunk_size`` queries, ``c = min(k + 2, n)`` candidates are found approximately, then their
+    distances are recomputed as ``|q - x|`` in float64 and sorted (ties to the lower index), so near-duplicates
+    are ranked exactly. The returned distances are these float64 distances. Candidates, by ``backend``:
+
+    - ``"torch"``: the smallest ``|x|^2 - 2 q.x`` (``|q|^2`` does not change the ranking) in the queries' dtype,
+      a running top-``c`` over blocks of ``chunk_size`` items;
+    - ``"faiss"``: faiss's exact flat L2 search (``faiss.knn``, the search of ``IndexFlatL2`` without copying the
+      items into an index) in float32 on ``torch.get_num_threads()`` threads; CPU tensors only;
+    - ``"auto"``: faiss when it is installed, the tensors are on CPU and the queries are not float64 (float64
+      queries keep float64 candidates), torch otherwise.
+
+    torch is the default: faiss did not win the same-run benchmark (``memdiff bench sim --nn``, BENCHMARKS.md)."""
     q, x = _flat(queries, "queries"), _flat(items, "items", min_rows=k)
     _same_dim(q, x, "queries and items")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if backend not in NN_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, NN_BACKENDS))}, got {backend!r}")
+    faiss = None if backend == "torch" else _faiss()
+    on_cpu = q.device.type == x.device.type == "cpu"
+    if backend == "faiss" and (faiss is None or not on_cpu):
+        raise ValueError("backend='faiss' needs faiss-cpu installed (extra 'fast-nn') and CPU tensors; "
+                         "use backend='auto' or 'torch'")
     cand = min(k + 2, x.shape[0])
-    x_sq = x.square().sum(1)
-    dists, idx = [], []
-    for qs in range(0, q.shape[0], chunk_size):
-        qb = q[qs:qs + chunk_size]
-        best_d = torch.empty((qb.shape[0], 0), dtype=qb.dtype, device=qb.device)
-        best_i = torch.empty((qb.shape[0], 0), dtype=torch.long, device=qb.device)
-        for xs in range(0, x.shape[0], chunk_size):
-            xb = x[xs:xs + chunk_size].to(qb.dtype)
-            d2 = torch.addmm(x_sq[xs:xs + chunk_size].to(qb.dtype), qb, xb.T, alpha=-2)  # |x|^2 - 2 q.x
-            bd, bi = d2.topk(min(cand, d2.shape[1]), dim=1, largest=False)
-            d, i = torch.cat([best_d, bd], 1), torch.cat([best_i, bi + xs], 1)
-            best_d, pos = d.topk(min(cand, d.shape[1]), dim=1, largest=False)
-            best_i = i.gather(1, pos)
-        q64 = qb.double()  # exact distances of the candidates, one candidate column at a time
-        exact = torch.stack([(q64 - x[best_i[:, j]].double()).norm(dim=1) for j in range(best_i.shape[1])], 1)
-        exact, order = exact.sort(dim=1)
-        dists.append(exact[:, :k])
-        idx.append(best_i.gather(1, order)[:, :k])
-    return torch.cat(dists), torch.cat(idx)
+    if faiss is not None and on_cpu and (backend == "faiss" or q.dtype != torch.float64):
+        xf = x.detach().float().contiguous().numpy()
+        parts = [_rerank(qb, x, _faiss_candidates(faiss, qb, xf, cand), k) for qb in q.split(chunk_size)]
+    else:
+        x_sq = x.square().sum(1)
+        parts = [_rerank(qb, x, _torch_candidates(qb, x, x_sq, cand, chunk_size), k) for qb in q.split(chunk_size)]
+    return torch.cat([d for d, _ in parts]), torch.cat([i for _, i in parts])
 
 
 def max_cosine(features: Tensor, train_features: Tensor, chunk_size: int = 4096) -> Tensor:

@@ -19,13 +19,13 @@ def exact_cdist(a, b):
 
 
 @given(st.integers(1, 40), st.integers(2, 60), st.integers(1, 9), st.integers(1, 3), st.integers(1, 16),
-       st.integers(0, 2**31 - 1))
+       st.integers(0, 2**31 - 1), st.sampled_from(["torch", "auto"]))  # auto: faiss where installed
 @settings(max_examples=60, deadline=None)
-def test_nearest_neighbours_match_brute_force(b, n, d, k, chunk, seed):
+def test_nearest_neighbours_match_brute_force(b, n, d, k, chunk, seed, backend):
     k = min(k, n)
     g = torch.Generator().manual_seed(seed)
     q, x = torch.randn(b, d, generator=g), torch.randn(n, d, generator=g)
-    dist, idx = nearest_neighbours(q, x, k=k, chunk_size=chunk)
+    dist, idx = nearest_neighbours(q, x, k=k, chunk_size=chunk, backend=backend)
     ref = exact_cdist(q, x).sort(dim=1)
     torch.testing.assert_close(dist, ref.values[:, :k], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torch.gather(exact_cdist(q, x), 1, idx), ref.values[:, :k])
@@ -41,6 +41,39 @@ def test_near_duplicates_are_ranked_exactly_in_float32():
     ref = exact_cdist(queries, items).sort(dim=1)
     assert torch.equal(idx, ref.indices[:, :2])
     torch.testing.assert_close(dist, ref.values[:, :2], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("k, chunk", [(1, 4096), (2, 7), (3, 50)])
+def test_faiss_and_torch_candidates_give_identical_neighbours(k, chunk):
+    """Exact duplicates (ties, broken to the lower index), near-ties 1e-4 apart at norm ~170 and queries that are
+    items: the faiss and the torch candidates re-rank to the same indices and the same float64 distances."""
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(1)
+    base = 30 * torch.randn(100, 32, generator=g)
+    items = torch.cat([base, base, base + 1e-4 * torch.randn(100, 32, generator=g), torch.randn(50, 32, generator=g)])
+    queries = torch.cat([base[:40] + 1e-4 * torch.randn(40, 32, generator=g), base[40:60],
+                         torch.randn(40, 32, generator=g)])
+    d_torch, i_torch = nearest_neighbours(queries, items, k=k, chunk_size=chunk, backend="torch")
+    d_faiss, i_faiss = nearest_neighbours(queries, items, k=k, chunk_size=chunk, backend="faiss")
+    assert torch.equal(i_faiss, i_torch) and torch.equal(d_faiss, d_torch) and d_faiss.dtype == torch.float64
+    exact = exact_cdist(queries, items)
+    assert torch.equal(d_faiss, exact.gather(1, i_faiss)) and torch.equal(d_faiss, exact.sort(1).values[:, :k])
+    assert torch.equal(i_faiss[40:60, 0], torch.arange(40, 60)) and (d_faiss[40:60, :2] == 0).all()  # ties: lower
+    if k >= 2:
+        assert torch.equal(i_faiss[40:60, 1], torch.arange(140, 160))
+
+
+def test_faiss_backend_needs_faiss_and_the_backend_is_checked(monkeypatch):
+    import sys
+
+    q, x = torch.randn(3, 4), torch.randn(6, 4)
+    with pytest.raises(ValueError, match=r"^backend must be one of 'auto', 'torch', 'faiss', got 'gpu'$"):
+        nearest_neighbours(q, x, backend="gpu")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(ValueError, match=r"^backend='faiss' needs faiss-cpu installed"):
+        nearest_neighbours(q, x, backend="faiss")
+    auto, torch_only = nearest_neighbours(q, x, backend="auto"), nearest_neighbours(q, x, backend="torch")
+    assert all(torch.equal(a, b) for a, b in zip(auto, torch_only))
 
 
 def test_max_cosine_matches_brute_force():
