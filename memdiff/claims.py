@@ -111,7 +111,8 @@ def judge_part(part: Part, differences, baseline_mean: float, margin: float = DE
         raise ValueError(f"margin must be a finite number > 0 (a fraction of the baseline mean), got {margin!r}")
     mean, half, k = t_interval(differences, 1 - alpha)
     if k < 2:
-        return Judged(part, NOISE, f"{k} finite difference{'s' * (k != 1)}, no interval")
+        return Judged(part, NOISE, f"{k} finite difference{'s' * (k != 1)}, no interval; a seed's is undefined where "
+                                   f"a cell's sample metrics are, e.g. its sampler diverged (§6.3)")
     lo, hi = mean - half, mean + half
     ci = f"Δ {mean:+.3g}, {1 - alpha:.0%} CI [{lo:+.3g}, {hi:+.3g}]"
     if part.side != "equal":
