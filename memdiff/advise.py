@@ -42,8 +42,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from image_track.data import load_fashion_mnist
@@ -154,8 +152,8 @@ def ambient_sweep(pop: Population, cfg: AdviseConfig,
     (:func:`sample_shares`) of ``cfg.samples`` EDM Heun samples of the hybrid optimum
     ``SwitchDenoiser(D_amb, D_gen, sigma_n)``: the ambient optimum on the fixed noisy copies
     ``y_i = x_i + sigma_n eps_i`` above ``sigma_n`` (§2.4, §4.8), the non-memorizing reference (``pop.smooth``) at
-    and below it (§2.6). A sample diverged when its ``d_1`` exceeds ``DIVERGED_FACTOR`` times the largest ``d_1`` of
-    the held-out items."""
+    and below it (§2.6). A sample diverged when its ``d_1`` exceeds ``sims.metrics.DIVERGED_FACTOR`` times the
+    largest ``d_1`` of the held-out items."""
     limit = divergence_limit(pop.test, pop.train)
     sweep: dict[str, list[float]] = {"sigma_n": list(cfg.switches), "copy_share": [], "diverged_share": [],
                                      "nn_distance": []}
