@@ -9,6 +9,8 @@
   ``eval.equivalence_margin``, default 0.10 of the baseline's mean; the C1 and C6 rule options
   ``eval.c6_onset`` and ``eval.c1_min_gap``, §7.7).
 - ``verdicts.md``: per claim (and CI reading) the count of judged rows per verdict word, naming them.
+- ``copy_by_n_<kind>.png``: per data kind run at two or more n (e.g. MNIST-1D n = 100 and 300), copy share and FD
+  against n, one line per method: does a method lower copying at every n, or only where the baseline copies?
 - ``readout_<dataset>_n<n>.png``: the three readouts per sigma and method (calibrated r, train/held-out gap G,
   two-net V), the theory's necessity M(sigma), and the nets' train/test losses beside the closed forms';
   sigma_C marked.
@@ -67,6 +69,32 @@ def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
     axes[1].legend(handles=handles + [plt.Line2D([], [], color="gray", ls=":", label="held-out reals")], fontsize=7)
     fig.suptitle(f"{dataset}, n = {n}: memorization vs quality (mean ± 95% t-interval over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def copy_by_n_figure(summary: pd.DataFrame, kind: str):
+    """Copy share and FD against n (log axis) for the rows of one data kind, one line per method (mean ± 95%
+    t-interval over seeds); the held-out reals' FD dotted. ``summary`` carries a ``kind`` column."""
+    s = summary[summary.kind == kind].sort_values("n")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, m in zip(axes, ("copy_share", "fd")):
+        for method, r in s.groupby("method", sort=True):
+            color = FAMILY_COLORS.get(r["family"].iloc[0], "gray")
+            ls = "-" if method in ("edm", "ddpm") else "--"
+            ax.errorbar(r["n"], r[m], yerr=r.get(m + "_pm"), color=color, ls=ls, marker="o", ms=3, capsize=2, lw=1)
+            ax.annotate(method, (r["n"].iloc[-1], r[m].iloc[-1]), fontsize=6, xytext=(3, 0), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(s["n"].unique()), [str(n) for n in sorted(s["n"].unique())])
+        ax.set_xlabel("training set size n")
+    ref = s.groupby("n")["ref_fd"].mean() if "ref_fd" in s else pd.Series(dtype=float)
+    axes[1].plot(ref.index, ref.values, color="gray", ls=":", marker="x", label="held-out reals")
+    axes[1].set_yscale("log")
+    axes[0].set_ylabel("share of copies (d1/d2 < 1/3)")
+    axes[1].set_ylabel("Frechet distance (own classifier features)")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
+    axes[1].legend(handles=handles + [plt.Line2D([], [], color="gray", ls=":", label="held-out reals")], fontsize=7)
+    fig.suptitle(f"{kind}: memorization and quality against n, per method (solid: baselines)")
     fig.tight_layout()
     return fig
 
@@ -180,6 +208,13 @@ def _write_all(run_dir: str | os.PathLike, out: Path, images: bool | None = None
         for name, fig in ((f"tradeoff_{dataset}_n{n}.png", tradeoff_figure(summary, dataset, int(n))),
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):
             written.append(save_figure(fig, out / name, config, seed=seeds))
+            plt.close(fig)
+    kinds = {d["name"]: d.get("kind", d["name"]) for d in (config["grid"] or {}).get("datasets", ())}
+    summary["kind"] = [kinds.get(d, d) for d in summary["dataset"]]
+    for kind, rows in summary.groupby("kind", sort=True):
+        if rows["n"].nunique() >= 2:
+            fig = copy_by_n_figure(summary, kind)
+            written.append(save_figure(fig, out / f"copy_by_n_{kind}.png", config, seed=seeds))
             plt.close(fig)
     return written
 

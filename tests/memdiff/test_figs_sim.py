@@ -103,3 +103,22 @@ def test_a_nan_metric_counts_as_a_missing_seed_for_that_metric_only(tmp_path):
     assert row.fd == pytest.approx((2.0 + 4.0) / 2)  # seeds 0 and 2
     line = markdown_table(summary).splitlines()[2]
     assert "| 3 | 0.3 ± 0 | " in line and "| 3 ± 13 (n=2) |" in line
+
+
+def test_copy_by_n_figure_joins_the_datasets_of_one_kind(tmp_path):
+    from sims.artifacts import atomic_write_json
+    from memdiff.figs_sim import make_all
+
+    runs = tmp_path / "runs"
+    for name, n in (("mnist1d", 100), ("mnist1d_n300", 300), ("gmm", 100)):
+        for seed in (0, 1):
+            atomic_write_json(runs / "cells" / f"{name}-n{n}-edm-s{seed}.json",
+                              _fake_result(name, n, "edm", "standard", seed, 0.9 - n / 1000))
+    atomic_write_json(runs / "grid.json", {"config": {"datasets": [
+        {"name": "mnist1d", "kind": "mnist1d"}, {"name": "mnist1d_n300", "kind": "mnist1d"},
+        {"name": "gmm", "kind": "gmm"}]}})
+    names = {p.name for p in make_all(runs, tmp_path / "figs")}
+    assert "copy_by_n_mnist1d.png" in names and (tmp_path / "figs" / "copy_by_n_mnist1d.json").exists()
+    assert not any(n.startswith("copy_by_n_gmm") for n in names)  # one n only: nothing to draw against n
+    sidecar = json.loads((tmp_path / "figs" / "copy_by_n_mnist1d.json").read_text())
+    assert sidecar["seed"] == [0, 1] and sidecar["config"]["cells"] == 6
