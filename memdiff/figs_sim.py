@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
@@ -43,6 +44,12 @@ from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_w
 FAMILY_COLORS = {"standard": "k", "ambient": "tab:blue", "CI (DDPM, t)": "tab:orange",
                  "CI (EDM, log sigma)": "tab:green", "ambient + CI": "tab:purple"}
 DRAFT, PUBLISHED = Path("runs/figs/sim"), REPO_ROOT / "paper_figs" / "sim"
+
+
+def _major_labels_only(ax) -> None:
+    """Label a log axis at its major ticks only: the minor labels of a narrow log range overlap."""
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    ax.yaxis.set_minor_formatter(mticker.NullFormatter())
 
 
 def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
@@ -64,6 +71,7 @@ def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
         ax.set_xscale("log")
         if log_y:
             ax.set_yscale("log")
+        _major_labels_only(ax)
         ax.set_xlabel({"fd": "Frechet distance (own classifier features)", "wasserstein": "PCA Wasserstein"}[xm])
         ax.set_ylabel({"copy_share": "share of copies (d1/d2 < 1/3)", "nn_distance": "mean distance to nearest train item"}[ym])
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
@@ -86,6 +94,7 @@ def copy_by_n_figure(summary: pd.DataFrame, kind: str):
             ax.annotate(method, (r["n"].iloc[-1], r[m].iloc[-1]), fontsize=6, xytext=(3, 0), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xticks(sorted(s["n"].unique()), [str(n) for n in sorted(s["n"].unique())])
+        _major_labels_only(ax)
         ax.set_xlabel("training set size n")
     ref = s.groupby("n")["ref_fd"].mean() if "ref_fd" in s else pd.Series(dtype=float)
     axes[1].plot(ref.index, ref.values, color="gray", ls=":", marker="x", label="held-out reals")
