@@ -52,6 +52,12 @@ def _major_labels_only(ax) -> None:
     ax.yaxis.set_minor_formatter(mticker.NullFormatter())
 
 
+def _family_legend(ax) -> None:
+    """The legend of the method families' colours and the held-out reals' dotted level."""
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
+    ax.legend(handles=handles + [plt.Line2D([], [], color="gray", ls=":", label="held-out reals")], fontsize=7)
+
+
 def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
     """Memorization (copy share, mean nearest-train distance) against quality (FD, Wasserstein); log axes for
     the distances, since a method whose sampler diverges lands orders of magnitude away."""
@@ -74,17 +80,17 @@ def tradeoff_figure(summary: pd.DataFrame, dataset: str, n: int):
         _major_labels_only(ax)
         ax.set_xlabel({"fd": "Frechet distance (own classifier features)", "wasserstein": "PCA Wasserstein"}[xm])
         ax.set_ylabel({"copy_share": "share of copies (d1/d2 < 1/3)", "nn_distance": "mean distance to nearest train item"}[ym])
-    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
-    axes[1].legend(handles=handles + [plt.Line2D([], [], color="gray", ls=":", label="held-out reals")], fontsize=7)
+    _family_legend(axes[1])
     fig.suptitle(f"{dataset}, n = {n}: memorization vs quality (mean ± 95% t-interval over seeds)")
     fig.tight_layout()
     return fig
 
 
-def copy_by_n_figure(summary: pd.DataFrame, kind: str):
-    """Copy share and FD against n (log axis) for the rows of one data kind, one line per method (mean ± 95%
-    t-interval over seeds); the held-out reals' FD dotted. ``summary`` carries a ``kind`` column."""
-    s = summary[summary.kind == kind].sort_values("n")
+def copy_by_n_figure(rows: pd.DataFrame, kind: str):
+    """Copy share and FD against n (log axis) for ``rows``, the summary rows of the data kind ``kind``, one line
+    per method (mean ± 95% t-interval over seeds); the held-out reals' FD dotted."""
+    s = rows.sort_values("n")
+    ns = sorted(s["n"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, m in zip(axes, ("copy_share", "fd")):
         for method, r in s.groupby("method", sort=True):
@@ -93,7 +99,7 @@ def copy_by_n_figure(summary: pd.DataFrame, kind: str):
             ax.errorbar(r["n"], r[m], yerr=r.get(m + "_pm"), color=color, ls=ls, marker="o", ms=3, capsize=2, lw=1)
             ax.annotate(method, (r["n"].iloc[-1], r[m].iloc[-1]), fontsize=6, xytext=(3, 0), textcoords="offset points")
         ax.set_xscale("log")
-        ax.set_xticks(sorted(s["n"].unique()), [str(n) for n in sorted(s["n"].unique())])
+        ax.set_xticks(ns, [str(n) for n in ns])
         _major_labels_only(ax)
         ax.set_xlabel("training set size n")
     ref = s.groupby("n")["ref_fd"].mean() if "ref_fd" in s else pd.Series(dtype=float)
@@ -101,8 +107,7 @@ def copy_by_n_figure(summary: pd.DataFrame, kind: str):
     axes[1].set_yscale("log")
     axes[0].set_ylabel("share of copies (d1/d2 < 1/3)")
     axes[1].set_ylabel("Frechet distance (own classifier features)")
-    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f) for f, c in FAMILY_COLORS.items()]
-    axes[1].legend(handles=handles + [plt.Line2D([], [], color="gray", ls=":", label="held-out reals")], fontsize=7)
+    _family_legend(axes[1])
     fig.suptitle(f"{kind}: memorization and quality against n, per method (solid: baselines)")
     fig.tight_layout()
     return fig
@@ -207,8 +212,9 @@ def _write_all(run_dir: str | os.PathLike, out: Path, images: bool | None = None
     seeds = sorted(int(s) for s in df["seed"].unique())
     written.append(atomic_write_json(out / "results.json", provenance(config, seeds)))
     margin, rules = equivalence_margin(config["grid"]), readout_rules(config["grid"])
+    datasets = (config["grid"] or {}).get("datasets", ())
     if images is None:
-        images = any(d.get("kind") in IMAGE_DATASETS for d in (config["grid"] or {}).get("datasets", ()))
+        images = any(d.get("kind") in IMAGE_DATASETS for d in datasets)
     written.append(atomic_write_text(out / "claims.md", claims_markdown(df, raw, margin, rules, images)))
     written.append(atomic_write_text(out / "verdicts.md", "Verdict counts per claim (rules: docs/THEORY.md §7.6-7.7; "
                                      "every row's numbers: claims.md). Regenerate: `memdiff figs sim`.\n\n"
@@ -218,11 +224,10 @@ def _write_all(run_dir: str | os.PathLike, out: Path, images: bool | None = None
                           (f"readout_{dataset}_n{n}.png", readout_figure(raw, dataset, int(n)))):
             written.append(save_figure(fig, out / name, config, seed=seeds))
             plt.close(fig)
-    kinds = {d["name"]: d.get("kind", d["name"]) for d in (config["grid"] or {}).get("datasets", ())}
-    summary["kind"] = [kinds.get(d, d) for d in summary["dataset"]]
-    for kind, rows in summary.groupby("kind", sort=True):
+    kinds = {d["name"]: d.get("kind", d["name"]) for d in datasets}
+    for kind, rows in summary.groupby(summary["dataset"].map(lambda d: kinds.get(d, d)), sort=True):
         if rows["n"].nunique() >= 2:
-            fig = copy_by_n_figure(summary, kind)
+            fig = copy_by_n_figure(rows, kind)
             written.append(save_figure(fig, out / f"copy_by_n_{kind}.png", config, seed=seeds))
             plt.close(fig)
     return written
