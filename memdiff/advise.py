@@ -1,8 +1,9 @@
 """``memdiff advise DATA``: the corruption level ``sigma_n`` of ambient training and the intervals of CI timestep
 sampling, from the closed forms on one training set (docs/THEORY.md §3.8).
 
-``DATA`` is ``mnist1d``, ``ecg`` (simulated beats), ``gmm``, ``digits`` (sklearn's 8x8), ``fashion-mnist`` or the
-path of a file of signals (``sims.track1d.files.read_signals``). ``--n`` training items, a held-out set and a pool
+``DATA`` is ``mnist1d``, ``ecg`` (simulated beats), ``gmm``, ``digits`` (sklearn's 8x8), ``fashion-mnist`` (at
+``--resolution``, the side after average pooling, as the image grid's datasets; default 28) or the path of a file of
+signals (``sims.track1d.files.read_signals``). ``--n`` training items, a held-out set and a pool
 are drawn by ``--seed`` as ``memdiff theory`` draws them (``memdiff.theory_run``); the reference ``D_gen`` is the
 exact mixture denoiser for ``gmm`` and the Wiener fit of the pool otherwise (§3.7). Three levels:
 
@@ -44,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from image_track.data import load_fashion_mnist
+from image_track.data import load_images
 from image_track.features import DEFAULT_CACHE
 from memdiff.theory_plots import mark_levels
 from memdiff import theory_run
@@ -86,6 +87,7 @@ class AdviseConfig:
     samples: int = 256
     steps: int = 18
     max_copy_share: float = 0.1
+    resolution: int | None = None
 
     def __post_init__(self) -> None:
         if self.data not in DATASETS and not Path(self.data).is_file():
@@ -99,6 +101,10 @@ class AdviseConfig:
             check_positive_int(getattr(self, name), name)
         if not 0 < self.max_copy_share < 1:
             raise ValueError(f"max_copy_share must lie in (0, 1), got {self.max_copy_share!r}")
+        if self.resolution is not None and (self.data != "fashion-mnist"
+                                            or self.resolution not in (1, 2, 4, 7, 14, 28)):
+            raise ValueError(f"resolution must be unset, or for fashion-mnist a divisor of 28 (1, 2, 4, 7, 14, 28), "
+                             f"got {self.resolution!r} for DATA {self.data!r}")
         self.sigmas = check_sigmas(self.sigmas).tolist()
         self.switches = sorted(set(check_sigmas(self.switches, "switches").tolist()))
 
@@ -109,8 +115,9 @@ class AdviseConfig:
 
     @property
     def tag(self) -> str:
-        """``<name>_n<n>`` in the letters that method names allow."""
-        return re.sub(r"[^\w.]", "_", f"{self.name}_n{self.n}")
+        """``<name>_n<n>`` (``<name>_<resolution>px_n<n>`` at a resolution) in the letters that method names allow."""
+        px = "" if self.resolution is None else f"_{self.resolution}px"
+        return re.sub(r"[^\w.]", "_", f"{self.name}{px}_n{self.n}")
 
 
 def load(cfg: AdviseConfig, cache_dir: str | Path = DEFAULT_CACHE) -> Population:
@@ -123,7 +130,7 @@ def load(cfg: AdviseConfig, cache_dir: str | Path = DEFAULT_CACHE) -> Population
     if cfg.data == "ecg":
         x, _ = simulate_beats(cfg.n + cfg.test + cfg.pool, seed=cfg.seed, cache_dir=cache_dir)
     elif cfg.data == "fashion-mnist":
-        x, _ = load_fashion_mnist()
+        x, _ = load_images("fashion-mnist", resolution=cfg.resolution)
     else:
         x, _ = read_signals(cfg.data)
     return theory_run.population(*theory_run.split_items(x, cfg.n, cfg.test, cfg.pool, cfg.seed, cfg.name), "wiener")
@@ -381,6 +388,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=d.steps, help="EDM Heun steps")
     parser.add_argument("--max-copy-share", type=float, default=d.max_copy_share,
                         help="the copy share the ambient sweep may reach at a safe level")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="fashion-mnist only: the side after average pooling (a divisor of 28, e.g. 14)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where simulated ECG beats are cached")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="print the reasoning (text) or the whole advice.json (json)")
@@ -388,7 +397,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kw = {k: getattr(args, k) for k in ("data", "n", "test", "pool", "seed", "num_items", "samples", "steps",
-                                        "max_copy_share")}
+                                        "max_copy_share", "resolution")}
     kw.update({k: getattr(args, k) for k in ("sigmas", "switches") if getattr(args, k) is not None})
     cfg = AdviseConfig(**kw)
     out = check_writable(args.out if args.out is not None else default_out(cfg), "--out")

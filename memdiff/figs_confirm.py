@@ -6,8 +6,9 @@ Reads a grid's cells (``--runs``, e.g. ``memdiff sim --config configs/sim_fitted
 
 **Matching.** An advice names its data (``config.data``: a data set of ``memdiff.advise.DATASETS`` or a file's path)
 and its ``n`` (``config.n``). A grid dataset matches when its kind (``grid.json``'s ``[[datasets]]``; without
-``grid.json`` the dataset's name is read as its kind) equals the advice's data set, or, for kind ``file``, when its
-``path`` has the same file name as the advice's file; and it has cells at that ``n``. An advice that matches no
+``grid.json`` the dataset's name is read as its kind) equals the advice's data set at the same resolution (the
+grid dataset's ``resolution``, the advice's ``config.resolution``; unset: the native side), or, for kind ``file``,
+when its ``path`` has the same file name as the advice's file; and it has cells at that ``n``. An advice that matches no
 (dataset, n) with cells, or two advices matching the same one, is a ``ValueError`` naming ``--advice``.
 
 **Sweeps** per matched (dataset, n):
@@ -67,6 +68,7 @@ from memdiff.advise import DATASETS as ADVICE_DATA, MARKER as ADVICE_FILE, SCHED
 from memdiff.claims import DEFAULT_MARGIN, equivalence_margin, reading
 from memdiff.results import fmt_interval, load_results
 from memdiff.cli import add_output_arguments
+from image_track.train import IMAGE_SHAPES
 from sims.artifacts import REPO_ROOT, atomic_folder, atomic_write_json, atomic_write_text, provenance, save_figure
 from sims.methods import AMBIENT
 from sims.schedules import DDPMSchedule
@@ -93,6 +95,7 @@ def read_advice(paths) -> list[dict]:
         try:
             a = json.loads(f.read_text())
             data, n, sigma_n = str(a["config"]["data"]), int(a["config"]["n"]), float(a["sigma_n"])
+            resolution = pooled_side(data, a["config"].get("resolution"))
             u = {"low": float(a["ci"]["low"]["ci_t"][1]), "high": float(a["ci"]["high"]["ci_t"][0])}
         except (ValueError, KeyError, TypeError, IndexError) as e:
             raise ValueError(f"--advice {f} is not an advice of memdiff advise (needs config.data, config.n, "
@@ -100,21 +103,28 @@ def read_advice(paths) -> list[dict]:
         if not (math.isfinite(sigma_n) and sigma_n > 0):
             raise ValueError(f"--advice {f} has sigma_n = {sigma_n!r}, not a number > 0")
         name = data if data in ADVICE_DATA else Path(data).stem
-        out.append({"path": str(f), "data": data, "name": name, "n": n, "sigma_n": sigma_n, "u": u, "raw": a,
+        out.append({"path": str(f), "data": data, "resolution": resolution, "name": name, "n": n, "sigma_n": sigma_n,
+                    "u": u, "raw": a,
                     "tag": re.sub(r"[^\w.]", "_", f"{name}_n{n}")})
     if not out:
         raise ValueError("--advice must name at least one advice.json")
     return out
 
 
+def pooled_side(kind: str, resolution: int | None) -> int | None:
+    """An image data set's side after average pooling, None for its native side (unset or equal to it)."""
+    return None if resolution == IMAGE_SHAPES.get(kind, (None, None))[1] else resolution
+
+
 def grid_datasets(run_dir, df: pd.DataFrame) -> tuple[dict[str, dict], dict | None]:
-    """Per dataset name of the cells, its ``kind`` and ``path`` from ``grid.json`` (a name absent there, or no
-    ``grid.json``: the name read as the kind), and the grid config (None without ``grid.json``)."""
+    """Per dataset name of the cells, its ``kind``, ``path`` and ``resolution`` from ``grid.json`` (a name absent
+    there, or no ``grid.json``: the name read as the kind), and the grid config (None without ``grid.json``)."""
     grid = Path(run_dir) / "grid.json"
     config = json.loads(grid.read_text())["config"] if grid.exists() else None
     known = {d["name"]: d for d in (config or {}).get("datasets", [])}
-    return ({name: {"kind": known.get(name, {}).get("kind", name), "path": known.get(name, {}).get("path")}
-             for name in sorted(set(df.dataset))}, config)
+    specs = {name: known.get(name, {}) for name in sorted(set(df.dataset))}
+    return ({name: {"kind": (kind := d.get("kind", name)), "path": d.get("path"),
+                    "resolution": pooled_side(kind, d.get("resolution"))} for name, d in specs.items()}, config)
 
 
 def match(advices: list[dict], df: pd.DataFrame, datasets: dict[str, dict]) -> list[tuple[dict, str, int]]:
@@ -124,7 +134,7 @@ def match(advices: list[dict], df: pd.DataFrame, datasets: dict[str, dict]) -> l
     for a in advices:
         found = []
         for name, d in datasets.items():
-            same = (d["kind"] == a["data"] if a["data"] in ADVICE_DATA
+            same = (d["kind"] == a["data"] and d["resolution"] == a["resolution"] if a["data"] in ADVICE_DATA
                     else d["kind"] == "file" and d["path"] is not None and Path(d["path"]).name == Path(a["data"]).name)
             if same and (name, a["n"]) in have:
                 found.append((a, name, a["n"]))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from memdiff.advise import SCHEDULE, AdviseConfig, advise, intervals, lowest_safe_level
+from image_track.data import FASHION_MNIST_DIR
+from memdiff.advise import SCHEDULE, AdviseConfig, advise, intervals, load, lowest_safe_level
 from memdiff.cli import entry, main
 from memdiff.theory_run import noisy_copies, population
 from sims.artifacts import REPO_ROOT
@@ -215,11 +216,28 @@ def test_advise_reads_a_users_file(tmp_path, capsys):
     assert advice["config_snippet"]["methods"][0]["name"] == "advised_my_signals_n50_ambient"
 
 
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_is_advised_at_the_grids_resolution(tmp_path, capsys):
+    cfg = AdviseConfig(data="fashion-mnist", n=30, test=40, pool=300, resolution=14)
+    pop = load(cfg)
+    assert pop.train.shape == (30, 196) and cfg.tag == "fashion_mnist_14px_n30"
+    assert main(["advise", "fashion-mnist", "--resolution", "14", "--n", "30", "--out", str(tmp_path / "out"),
+                 "--format", "json", *TINY]) == 0
+    advice = json.loads(capsys.readouterr().out)
+    assert advice["evidence"]["d"] == 196 and advice["config"]["resolution"] == 14
+    assert advice["config_snippet"]["methods"][0]["name"] == "advised_fashion_mnist_14px_n30_ambient"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["mnist2d"], ("DATA must be one of mnist1d, ecg, gmm, digits, fashion-mnist or the path of an existing file, "
                    "got 'mnist2d'; did you mean 'mnist1d'?")),
     (["digits", "--n", "1700"], "n + test must leave a pool of digits items (< 1797), got 2200"),
-    (["gmm", "--n", "1"], "n must be an integer >= 2, got 1")])
+    (["gmm", "--n", "1"], "n must be an integer >= 2, got 1"),
+    (["digits", "--resolution", "4"], ("resolution must be unset, or for fashion-mnist a divisor of 28 (1, 2, 4, 7, "
+                                        "14, 28), got 4 for DATA 'digits'")),
+    (["fashion-mnist", "--resolution", "5"], ("resolution must be unset, or for fashion-mnist a divisor of 28 (1, 2, "
+                                               "4, 7, 14, 28), got 5 for DATA 'fashion-mnist'"))])
 def test_bad_input_is_one_line_naming_the_argument(tmp_path, capsys, argv, message):
     assert error_line(["advise", *argv, "--out", str(tmp_path / "out")], capsys) == f"memdiff: error: {message}\n"
     assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -69,11 +70,12 @@ def template(tmp_path_factory):
     return write_advice(cfg, tmp_path_factory.mktemp("advice") / "gmm", progress=False)
 
 
-def advice_at(template: dict, folder, sigma_n: float, data: str = "gmm", n: int = 100):
-    """The template advice moved to ``sigma_n`` (its CI intervals with it), ``data`` and ``n``; returns its folder."""
+def advice_at(template: dict, folder, sigma_n: float, data: str = "gmm", n: int = 100, resolution: int | None = None):
+    """The template advice moved to ``sigma_n`` (its CI intervals with it), ``data``, ``n`` and ``resolution``;
+    returns its folder."""
     a = json.loads(json.dumps(template))
     a["sigma_n"], a["ci"] = sigma_n, intervals(sigma_n)
-    a["config"].update(data=data, n=n)
+    a["config"].update(data=data, n=n, resolution=resolution)
     atomic_write_json(folder / "advice.json", a)
     return folder
 
@@ -162,3 +164,14 @@ def test_an_advice_that_matches_no_grid_rows_is_named(runs, template, tmp_path, 
         entry(["figs", "confirm", "--runs", str(runs[0]), "--advice", str(folder), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert err.startswith("memdiff: error: --advice") and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("resolution, dataset", [(14, "fashion14"), (None, "fashion28"), (28, "fashion28")])
+def test_an_image_advice_matches_the_grid_dataset_at_its_resolution(template, tmp_path, resolution, dataset):
+    atomic_write_json(tmp_path / "grid.json", {"config": {"datasets": [
+        {"name": "fashion14", "kind": "fashion-mnist", "resolution": 14},
+        {"name": "fashion28", "kind": "fashion-mnist", "resolution": 28}]}, "cells": []})
+    df = pd.DataFrame({"dataset": ["fashion14", "fashion28"], "n": [100, 100]})
+    folder = advice_at(template, tmp_path / "advice", 1.0, data="fashion-mnist", resolution=resolution)
+    ((_, name, n),) = match(read_advice([folder]), df, grid_datasets(tmp_path, df)[0])
+    assert (name, n) == (dataset, 100)
