@@ -105,7 +105,7 @@ def read_advice(paths) -> list[dict]:
         name = data if data in ADVICE_DATA else Path(data).stem
         out.append({"path": str(f), "data": data, "resolution": resolution, "name": name, "n": n, "sigma_n": sigma_n,
                     "u": u, "raw": a,
-                    "tag": re.sub(r"[^\w.]", "_", f"{name}_n{n}")})
+                    "tag": re.sub(r"[^\w.]", "_", f"{name}{'' if resolution is None else f'_{resolution}px'}_n{n}")})
     if not out:
         raise ValueError("--advice must name at least one advice.json")
     return out

@@ -175,3 +175,4 @@ def test_an_image_advice_matches_the_grid_dataset_at_its_resolution(template, tm
     folder = advice_at(template, tmp_path / "advice", 1.0, data="fashion-mnist", resolution=resolution)
     ((_, name, n),) = match(read_advice([folder]), df, grid_datasets(tmp_path, df)[0])
     assert (name, n) == (dataset, 100)
+    assert read_advice([folder])[0]["tag"] == ("fashion_mnist_14px_n100" if resolution == 14 else "fashion_mnist_n100")
