@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from image_track.data import load_images
 from image_track.features import DEFAULT_CACHE
+from image_track.train import IMAGE_SHAPES
 from memdiff.theory_plots import mark_levels
 from memdiff import theory_run
 from memdiff.theory_run import Population, noisy_copies
@@ -101,10 +102,11 @@ class AdviseConfig:
             check_positive_int(getattr(self, name), name)
         if not 0 < self.max_copy_share < 1:
             raise ValueError(f"max_copy_share must lie in (0, 1), got {self.max_copy_share!r}")
-        if self.resolution is not None and (self.data != "fashion-mnist"
-                                            or self.resolution not in (1, 2, 4, 7, 14, 28)):
-            raise ValueError(f"resolution must be unset, or for fashion-mnist a divisor of 28 (1, 2, 4, 7, 14, 28), "
-                             f"got {self.resolution!r} for DATA {self.data!r}")
+        side = IMAGE_SHAPES["fashion-mnist"][1]
+        sides = [k for k in range(1, side + 1) if side % k == 0]
+        if self.resolution is not None and (self.data != "fashion-mnist" or self.resolution not in sides):
+            raise ValueError(f"resolution must be unset, or for fashion-mnist a divisor of {side} "
+                             f"({', '.join(map(str, sides))}), got {self.resolution!r} for DATA {self.data!r}")
         self.sigmas = check_sigmas(self.sigmas).tolist()
         self.switches = sorted(set(check_sigmas(self.switches, "switches").tolist()))
 
@@ -115,9 +117,14 @@ class AdviseConfig:
 
     @property
     def tag(self) -> str:
-        """``<name>_n<n>`` (``<name>_<resolution>px_n<n>`` at a resolution) in the letters that method names allow."""
-        px = "" if self.resolution is None else f"_{self.resolution}px"
-        return re.sub(r"[^\w.]", "_", f"{self.name}{px}_n{self.n}")
+        """:func:`advice_tag` of this run."""
+        return advice_tag(self.name, self.n, self.resolution)
+
+
+def advice_tag(name: str, n: int, resolution: int | None = None) -> str:
+    """``<name>_n<n>`` (``<name>_<resolution>px_n<n>`` at a resolution) in the letters that method names allow."""
+    px = "" if resolution is None else f"_{resolution}px"
+    return re.sub(r"[^\w.]", "_", f"{name}{px}_n{n}")
 
 
 def load(cfg: AdviseConfig, cache_dir: str | Path = DEFAULT_CACHE) -> Population:

@@ -56,7 +56,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -64,7 +63,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from memdiff.advise import DATASETS as ADVICE_DATA, MARKER as ADVICE_FILE, SCHEDULE
+from memdiff.advise import DATASETS as ADVICE_DATA, MARKER as ADVICE_FILE, SCHEDULE, advice_tag
 from memdiff.claims import DEFAULT_MARGIN, equivalence_margin, reading
 from memdiff.results import fmt_interval, load_results
 from memdiff.cli import add_output_arguments
@@ -104,8 +103,7 @@ def read_advice(paths) -> list[dict]:
             raise ValueError(f"--advice {f} has sigma_n = {sigma_n!r}, not a number > 0")
         name = data if data in ADVICE_DATA else Path(data).stem
         out.append({"path": str(f), "data": data, "resolution": resolution, "name": name, "n": n, "sigma_n": sigma_n,
-                    "u": u, "raw": a,
-                    "tag": re.sub(r"[^\w.]", "_", f"{name}{'' if resolution is None else f'_{resolution}px'}_n{n}")})
+                    "u": u, "raw": a, "tag": advice_tag(name, n, resolution)})
     if not out:
         raise ValueError("--advice must name at least one advice.json")
     return out
